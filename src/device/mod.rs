@@ -1,0 +1,59 @@
+//! The medium: a block device or an image file, behind a small trait.
+//!
+//! Everything above this module talks to `dyn BlockDevice` only, so test doubles (an in-memory
+//! device here; crash and corruption simulators later) slot in underneath unchanged code.
+//!
+//! Invariants every implementation upholds and every caller respects:
+//! - offsets and lengths are multiples of `align()` (the medium's logical block size), and
+//!   buffers are `AlignedBuf`s, whose memory is aligned to `BUF_ALIGN`, so `O_DIRECT` accepts them;
+//! - a write hands the device bytes that nobody else can reach: `AlignedBuf` is owned, private
+//!   memory (a *bounce buffer*), never a caller's page;
+//! - `flush` returns only when every write that completed before it is durable.
+
+mod buf;
+mod file;
+mod mem;
+
+pub use buf::{AlignedBuf, BufPool, BUF_ALIGN};
+pub use file::FileDevice;
+pub use mem::MemDevice;
+
+use std::io;
+
+/// A medium that stores bytes at aligned offsets.
+pub trait BlockDevice: Send + Sync {
+    /// The logical block size: every offset and length must be a multiple of it.
+    fn align(&self) -> u32;
+    /// Usable capacity in bytes (a multiple of `align()`).
+    fn capacity(&self) -> u64;
+    /// Fills `buf` entirely with the bytes at `offset`.
+    fn read_at(&self, offset: u64, buf: &mut AlignedBuf) -> io::Result<()>;
+    /// Writes all of `bufs`, back to back, starting at `offset` (one vectored write where the
+    /// medium allows it, so contiguous data becomes one large I/O).
+    fn write_at(&self, offset: u64, bufs: &[&AlignedBuf]) -> io::Result<()>;
+    /// Makes every completed write durable (`fdatasync`).
+    fn flush(&self) -> io::Result<()>;
+    /// Tells the medium a range is unused (best effort; may do nothing).
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
+}
+
+/// Checks the alignment contract; implementations call it before every I/O so a layering bug
+/// shows up as `EINVAL` with a message rather than as a kernel `EINVAL` from `O_DIRECT`.
+pub(crate) fn check_aligned(align: u32, offset: u64, len: u64, capacity: u64) -> io::Result<()> {
+    let a = u64::from(align);
+    if offset % a != 0 || len % a != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unaligned I/O: offset {offset} length {len} (alignment {a})"),
+        ));
+    }
+    match offset.checked_add(len) {
+        Some(end) if end <= capacity => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "I/O past the end of the device: offset {offset} length {len} capacity {capacity}"
+            ),
+        )),
+    }
+}
