@@ -1,0 +1,323 @@
+//! Leaf item kinds and their values.
+//!
+//! ```text
+//! key (object, kind, offset)          value
+//! (ino,   INODE,    0)                InodeItem, 112 bytes (below)
+//! (dir,   DIRENT,   name hash)        DirEntries: [ino u64 | cookie u64 | kind u8 | len u8 | name]*
+//!                                     (all names of this directory with this 64-bit hash)
+//! (dir,   DIRINDEX, cookie)           ino u64 | kind u8 | len u8 | name  (readdir order)
+//! (ino,   XATTR,    name hash)        [name len u8 | value len u16 | name | value]*
+//! (ino,   EXTENT,   file block)       ExtentItem: disk start u64 | blocks u32 | birth gen u64 |
+//!                                     crc32c u32 per block
+//! (ino,   SYMLINK,  0)                the target bytes
+//! (0,     ORPHAN,   ino)              empty: ino has no links left and is deleted at next mount
+//!
+//! InodeItem
+//!   0 mode u32 | 4 uid u32 | 8 gid u32 | 12 nlink u32 | 16 size u64 | 24 blocks u64 (allocated)
+//!  32 rdev u32 | 36 flags u32 (zero) | 40 atime | 52 mtime | 64 ctime | 76 crtime
+//!     (each: seconds i64, nanoseconds u32)
+//!  88 parent u64 (directories: the ino of "..") | 96 next_cookie u64 (directories: next
+//!     readdir cookie to hand out) | 104 reserved u64
+//! ```
+
+use super::codec::{Dec, Enc};
+use crate::error::Result;
+use crate::fs::{FileKind, Timespec};
+
+pub const KIND_INODE: u8 = 1;
+pub const KIND_DIRENT: u8 = 2;
+pub const KIND_DIRINDEX: u8 = 3;
+pub const KIND_XATTR: u8 = 4;
+pub const KIND_EXTENT: u8 = 5;
+pub const KIND_SYMLINK: u8 = 6;
+pub const KIND_ORPHAN: u8 = 7;
+/// Object id of filesystem-wide items (orphans).
+pub const OBJECT_FS: u64 = 0;
+/// First cookie handed to real entries; 1 and 2 are "." and "..".
+pub const FIRST_COOKIE: u64 = 3;
+
+pub const INODE_ITEM_SIZE: usize = 112;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InodeItem {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub rdev: u32,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    pub crtime: Timespec,
+    pub parent: u64,
+    pub next_cookie: u64,
+}
+
+fn enc_time(e: &mut Enc, t: Timespec) {
+    e.i64(t.sec).u32(t.nsec);
+}
+
+fn dec_time(d: &mut Dec) -> Result<Timespec> {
+    let sec = d.i64()?;
+    let nsec = d.u32()?;
+    if nsec >= 1_000_000_000 {
+        return d.corrupt(format_args!("nanoseconds {nsec}"));
+    }
+    Ok(Timespec { sec, nsec })
+}
+
+impl InodeItem {
+    pub fn kind(&self) -> FileKind {
+        // decode() guarantees a valid S_IFMT.
+        FileKind::from_mode(self.mode).unwrap_or(FileKind::File)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::with_capacity(INODE_ITEM_SIZE);
+        e.u32(self.mode).u32(self.uid).u32(self.gid).u32(self.nlink);
+        e.u64(self.size).u64(self.blocks).u32(self.rdev).u32(0);
+        for t in [self.atime, self.mtime, self.ctime, self.crtime] {
+            enc_time(&mut e, t);
+        }
+        e.u64(self.parent).u64(self.next_cookie).u64(0);
+        debug_assert_eq!(e.len(), INODE_ITEM_SIZE);
+        e.buf
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<InodeItem> {
+        let mut d = Dec::new(bytes, "inode item");
+        if bytes.len() != INODE_ITEM_SIZE {
+            return d.corrupt(format_args!("{} bytes", bytes.len()));
+        }
+        let mode = d.u32()?;
+        if FileKind::from_mode(mode).is_none() {
+            return d.corrupt(format_args!("mode {mode:o}"));
+        }
+        let (uid, gid, nlink) = (d.u32()?, d.u32()?, d.u32()?);
+        let (size, blocks, rdev) = (d.u64()?, d.u64()?, d.u32()?);
+        d.u32()?;
+        let (atime, mtime, ctime, crtime) = (
+            dec_time(&mut d)?,
+            dec_time(&mut d)?,
+            dec_time(&mut d)?,
+            dec_time(&mut d)?,
+        );
+        let (parent, next_cookie) = (d.u64()?, d.u64()?);
+        Ok(InodeItem {
+            mode,
+            uid,
+            gid,
+            nlink,
+            size,
+            blocks,
+            rdev,
+            atime,
+            mtime,
+            ctime,
+            crtime,
+            parent,
+            next_cookie,
+        })
+    }
+}
+
+fn kind_code(k: FileKind) -> u8 {
+    match k {
+        FileKind::File => 1,
+        FileKind::Dir => 2,
+        FileKind::Symlink => 3,
+        FileKind::Fifo => 4,
+        FileKind::Socket => 5,
+        FileKind::CharDev => 6,
+        FileKind::BlockDev => 7,
+    }
+}
+
+fn kind_from_code(d: &Dec, c: u8) -> Result<FileKind> {
+    Ok(match c {
+        1 => FileKind::File,
+        2 => FileKind::Dir,
+        3 => FileKind::Symlink,
+        4 => FileKind::Fifo,
+        5 => FileKind::Socket,
+        6 => FileKind::CharDev,
+        7 => FileKind::BlockDev,
+        _ => return d.corrupt(format_args!("file kind {c}")),
+    })
+}
+
+fn dec_name(d: &mut Dec) -> Result<Vec<u8>> {
+    let n = d.u8()? as usize;
+    if n == 0 {
+        return d.corrupt("empty name");
+    }
+    let name = d.bytes(n)?;
+    if name.contains(&0) || name.contains(&b'/') {
+        return d.corrupt("name with NUL or '/'");
+    }
+    Ok(name.to_vec())
+}
+
+/// One name in a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirLink {
+    pub name: Vec<u8>,
+    pub ino: u64,
+    pub kind: FileKind,
+    pub cookie: u64,
+}
+
+/// The DIRENT bucket: every name of a directory that hashes to one value.
+pub fn encode_dirent_bucket(links: &[DirLink]) -> Vec<u8> {
+    let mut e = Enc::default();
+    for l in links {
+        e.u64(l.ino)
+            .u64(l.cookie)
+            .u8(kind_code(l.kind))
+            .u8(l.name.len() as u8)
+            .bytes(&l.name);
+    }
+    e.buf
+}
+
+pub fn decode_dirent_bucket(bytes: &[u8]) -> Result<Vec<DirLink>> {
+    let mut d = Dec::new(bytes, "directory entry");
+    let mut out = Vec::new();
+    while d.remaining() > 0 {
+        let ino = d.u64()?;
+        let cookie = d.u64()?;
+        let c = d.u8()?;
+        let kind = kind_from_code(&d, c)?;
+        let name = dec_name(&mut d)?;
+        out.push(DirLink {
+            name,
+            ino,
+            kind,
+            cookie,
+        });
+    }
+    if out.is_empty() {
+        return d.corrupt("empty bucket");
+    }
+    Ok(out)
+}
+
+/// The DIRINDEX item (the cookie is in the key).
+pub fn encode_dirindex(ino: u64, kind: FileKind, name: &[u8]) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u64(ino)
+        .u8(kind_code(kind))
+        .u8(name.len() as u8)
+        .bytes(name);
+    e.buf
+}
+
+pub fn decode_dirindex(bytes: &[u8], cookie: u64) -> Result<DirLink> {
+    let mut d = Dec::new(bytes, "directory index");
+    let ino = d.u64()?;
+    let c = d.u8()?;
+    let kind = kind_from_code(&d, c)?;
+    let name = dec_name(&mut d)?;
+    if d.remaining() != 0 {
+        return d.corrupt("trailing bytes");
+    }
+    Ok(DirLink {
+        name,
+        ino,
+        kind,
+        cookie,
+    })
+}
+
+/// The XATTR bucket: every xattr of an inode whose name hashes to one value.
+pub fn encode_xattr_bucket(attrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut e = Enc::default();
+    for (n, v) in attrs {
+        e.u8(n.len() as u8).u16(v.len() as u16).bytes(n).bytes(v);
+    }
+    e.buf
+}
+
+pub fn decode_xattr_bucket(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut d = Dec::new(bytes, "xattr");
+    let mut out = Vec::new();
+    while d.remaining() > 0 {
+        let nl = d.u8()? as usize;
+        let vl = d.u16()? as usize;
+        if nl == 0 {
+            return d.corrupt("empty xattr name");
+        }
+        let n = d.bytes(nl)?.to_vec();
+        let v = d.bytes(vl)?.to_vec();
+        out.push((n, v));
+    }
+    if out.is_empty() {
+        return d.corrupt("empty bucket");
+    }
+    Ok(out)
+}
+
+/// A run of file blocks stored contiguously on the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtentItem {
+    pub disk_start: u64,
+    pub birth_gen: u64,
+    /// crc32c of each block, in order; the extent is `crcs.len()` blocks long.
+    pub crcs: Vec<u32>,
+}
+
+impl ExtentItem {
+    pub fn len(&self) -> u64 {
+        self.crcs.len() as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.crcs.is_empty()
+    }
+    /// Most blocks one extent item may map for a block size (its crc array must fit an item).
+    pub fn max_blocks(block_size: u32) -> usize {
+        ((super::node::max_item_value(block_size) - 20) / 4).min(256)
+    }
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::with_capacity(20 + 4 * self.crcs.len());
+        e.u64(self.disk_start)
+            .u32(self.crcs.len() as u32)
+            .u64(self.birth_gen);
+        for c in &self.crcs {
+            e.u32(*c);
+        }
+        e.buf
+    }
+    /// Decodes and checks the extent lies inside `[first, total)`.
+    pub fn decode(bytes: &[u8], first: u64, total: u64) -> Result<ExtentItem> {
+        let mut d = Dec::new(bytes, "extent");
+        let disk_start = d.u64()?;
+        let n = d.u32()? as usize;
+        let birth_gen = d.u64()?;
+        if n == 0 || d.remaining() != 4 * n {
+            return d.corrupt(format_args!("{n} blocks but {} crc bytes", d.remaining()));
+        }
+        match disk_start.checked_add(n as u64) {
+            Some(end) if disk_start >= first && end <= total => {}
+            _ => {
+                return d.corrupt(format_args!(
+                    "extent {disk_start}+{n} outside [{first}, {total})"
+                ))
+            }
+        }
+        let crcs = (0..n).map(|_| d.u32()).collect::<Result<Vec<_>>>()?;
+        Ok(ExtentItem {
+            disk_start,
+            birth_gen,
+            crcs,
+        })
+    }
+}
+
+/// The 64-bit name hash used in DIRENT and XATTR keys (two crc32c with different seeds).
+pub fn name_hash(name: &[u8]) -> u64 {
+    let hi = crc32c::crc32c(name);
+    let lo = crc32c::crc32c_append(0x9E37_79B9, name);
+    (u64::from(hi) << 32) | u64::from(lo)
+}

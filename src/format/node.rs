@@ -1,0 +1,273 @@
+//! Tree nodes: one block each, self-describing (as XFS v5 and btrfs metadata), so a block read
+//! from the wrong place, from another filesystem or from an older commit is recognised.
+//!
+//! ```text
+//! Node header, 64 bytes
+//!  0  magic       u32   NODE_MAGIC ("SFND")
+//!  4  crc         u32   crc32c of the whole block with this field zeroed (equals the parent
+//!                       pointer's crc)
+//!  8  uuid        [16]  filesystem UUID
+//! 24  blocknr     u64   the block this node was written to
+//! 32  generation  u64   commit that wrote it (equals the parent pointer's birth_gen)
+//! 40  owner       u64   tree id (TREE_FS)
+//! 48  level       u8    0 = leaf
+//! 49  reserved    u8    zero
+//! 50  nitems      u16   entries that follow
+//! 52  used        u32   bytes used, header included; the rest of the block is zero
+//! 56  reserved    [8]   zero
+//!
+//! Leaf entry:   key (17) | value length u16 | value
+//! Inner entry:  key (17) | BlockPtr (32)     -- the key is the smallest key of the child
+//!
+//! Key, 17 bytes: object u64 | kind u8 | offset u64; ordered by (object, kind, offset).
+//! ```
+
+use super::codec::{Dec, Enc};
+use super::ptr::{BlockNo, BlockPtr, BLOCK_PTR_SIZE};
+use crate::error::{Error, Result};
+
+pub const NODE_MAGIC: u32 = u32::from_le_bytes(*b"SFND");
+pub const NODE_HEADER_SIZE: usize = 64;
+pub const KEY_SIZE: usize = 17;
+pub const LEAF_ENTRY_OVERHEAD: usize = KEY_SIZE + 2;
+pub const INNER_ENTRY_SIZE: usize = KEY_SIZE + BLOCK_PTR_SIZE;
+const NODE_CRC_OFFSET: usize = 4;
+/// The only tree in format v1: all filesystem metadata.
+pub const TREE_FS: u64 = 1;
+
+/// A tree key. Items of one object sort together, by kind, then offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Key {
+    pub object: u64,
+    pub kind: u8,
+    pub offset: u64,
+}
+
+impl Key {
+    pub const MIN: Key = Key {
+        object: 0,
+        kind: 0,
+        offset: 0,
+    };
+    pub const MAX: Key = Key {
+        object: u64::MAX,
+        kind: u8::MAX,
+        offset: u64::MAX,
+    };
+
+    pub fn new(object: u64, kind: u8, offset: u64) -> Self {
+        Key {
+            object,
+            kind,
+            offset,
+        }
+    }
+    pub fn encode(&self, e: &mut Enc) {
+        e.u64(self.object).u8(self.kind).u64(self.offset);
+    }
+    pub fn decode(d: &mut Dec) -> Result<Key> {
+        Ok(Key {
+            object: d.u64()?,
+            kind: d.u8()?,
+            offset: d.u64()?,
+        })
+    }
+}
+
+/// What a decoded node holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeBody {
+    Leaf(Vec<(Key, Vec<u8>)>),
+    Inner(Vec<(Key, BlockPtr)>),
+}
+
+/// Identity every node header must match when read back.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeIdentity {
+    pub uuid: [u8; 16],
+    pub block_size: u32,
+    pub first_block: u64,
+    pub total_blocks: u64,
+}
+
+/// Largest value a leaf item may carry: half a node, so that any node that overflows by one
+/// item can always be split into two that fit.
+pub fn max_item_value(block_size: u32) -> usize {
+    (block_size as usize - NODE_HEADER_SIZE) / 2 - LEAF_ENTRY_OVERHEAD
+}
+
+/// Bytes available for entries in one node.
+pub fn node_capacity(block_size: u32) -> usize {
+    block_size as usize - NODE_HEADER_SIZE
+}
+
+/// Encodes a node into a full block. The caller guarantees the entries fit (`used` ≤ block).
+pub fn encode_node(
+    id: &NodeIdentity,
+    blocknr: BlockNo,
+    generation: u64,
+    level: u8,
+    body: &NodeBody,
+) -> (Vec<u8>, u32) {
+    let bs = id.block_size as usize;
+    let mut e = Enc::with_capacity(bs);
+    let nitems = match body {
+        NodeBody::Leaf(items) => items.len(),
+        NodeBody::Inner(children) => children.len(),
+    };
+    e.u32(NODE_MAGIC)
+        .u32(0)
+        .bytes(&id.uuid)
+        .u64(blocknr.0)
+        .u64(generation)
+        .u64(TREE_FS);
+    e.u8(level).u8(0).u16(nitems as u16).u32(0).zeros(8);
+    debug_assert_eq!(e.len(), NODE_HEADER_SIZE);
+    match body {
+        NodeBody::Leaf(items) => {
+            for (k, v) in items {
+                k.encode(&mut e);
+                e.u16(v.len() as u16).bytes(v);
+            }
+        }
+        NodeBody::Inner(children) => {
+            for (k, p) in children {
+                k.encode(&mut e);
+                p.encode(&mut e);
+            }
+        }
+    }
+    let used = e.len();
+    assert!(
+        used <= bs,
+        "node overflow: {used} bytes in a {bs}-byte block"
+    );
+    e.buf[52..56].copy_from_slice(&(used as u32).to_le_bytes());
+    e.zeros(bs - used);
+    let crc = crc32c::crc32c(&e.buf);
+    e.buf[NODE_CRC_OFFSET..NODE_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    (e.buf, crc)
+}
+
+/// Decodes and verifies a node read from `ptr.addr` (or its copy at `from`), expecting it at
+/// tree level `level`. Checks, in order: the checksum the parent holds, magic, uuid, own block
+/// number, generation, level, counts, key order, pointer ranges.
+pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -> Result<NodeBody> {
+    let bs = id.block_size as usize;
+    if bytes.len() != bs {
+        return Err(Error::Corrupt(format!(
+            "node: {} bytes, block size {bs}",
+            bytes.len()
+        )));
+    }
+    let mut copy = bytes.to_vec();
+    copy[NODE_CRC_OFFSET..NODE_CRC_OFFSET + 4].fill(0);
+    let crc = crc32c::crc32c(&copy);
+    if crc != ptr.crc {
+        return Err(Error::Checksum {
+            block: ptr.addr.0,
+            what: format!(
+                "tree node: crc {crc:#010x}, parent expects {:#010x}",
+                ptr.crc
+            ),
+        });
+    }
+    let mut d = Dec::new(bytes, "tree node");
+    let magic = d.u32()?;
+    let stored_crc = d.u32()?;
+    if magic != NODE_MAGIC {
+        return d.corrupt(format_args!("block {} bad magic {magic:#x}", ptr.addr));
+    }
+    if stored_crc != crc {
+        return d.corrupt(format_args!(
+            "block {} header crc {stored_crc:#x} != {crc:#x}",
+            ptr.addr
+        ));
+    }
+    if d.array::<16>()? != id.uuid {
+        return d.corrupt(format_args!(
+            "block {} belongs to another filesystem",
+            ptr.addr
+        ));
+    }
+    let blocknr = d.u64()?;
+    if blocknr != ptr.addr.0 && Some(BlockNo(blocknr)) != ptr.copy_addr {
+        return d.corrupt(format_args!(
+            "block {} claims to be block {blocknr} (misdirected write)",
+            ptr.addr
+        ));
+    }
+    let generation = d.u64()?;
+    if generation != ptr.birth_gen {
+        return d.corrupt(format_args!(
+            "block {} generation {generation}, parent expects {} (stale or lost write)",
+            ptr.addr, ptr.birth_gen
+        ));
+    }
+    let owner = d.u64()?;
+    if owner != TREE_FS {
+        return d.corrupt(format_args!("block {} owner {owner}", ptr.addr));
+    }
+    let got_level = d.u8()?;
+    if got_level != level {
+        return d.corrupt(format_args!(
+            "block {} level {got_level}, expected {level}",
+            ptr.addr
+        ));
+    }
+    d.u8()?;
+    let nitems = d.u16()? as usize;
+    let used = d.u32()? as usize;
+    d.bytes(8)?;
+    if !(NODE_HEADER_SIZE..=bs).contains(&used) {
+        return d.corrupt(format_args!("block {} used {used}", ptr.addr));
+    }
+    let mut d = Dec::new(&bytes[..used], "tree node");
+    d.bytes(NODE_HEADER_SIZE)?;
+    let body = if level == 0 {
+        let mut items = Vec::with_capacity(nitems.min(bs / LEAF_ENTRY_OVERHEAD));
+        for _ in 0..nitems {
+            let k = Key::decode(&mut d)?;
+            let n = d.u16()? as usize;
+            items.push((k, d.bytes(n)?.to_vec()));
+        }
+        check_sorted(&d, items.iter().map(|(k, _)| k))?;
+        NodeBody::Leaf(items)
+    } else {
+        if nitems == 0 {
+            return d.corrupt(format_args!(
+                "block {}: inner node without children",
+                ptr.addr
+            ));
+        }
+        let mut children = Vec::with_capacity(nitems.min(bs / INNER_ENTRY_SIZE));
+        for _ in 0..nitems {
+            let k = Key::decode(&mut d)?;
+            children.push((
+                k,
+                BlockPtr::decode(&mut d, id.first_block, id.total_blocks)?,
+            ));
+        }
+        check_sorted(&d, children.iter().map(|(k, _)| k))?;
+        NodeBody::Inner(children)
+    };
+    if d.remaining() != 0 {
+        return d.corrupt(format_args!(
+            "block {}: {} stray bytes",
+            ptr.addr,
+            d.remaining()
+        ));
+    }
+    Ok(body)
+}
+
+fn check_sorted<'a>(d: &Dec, keys: impl Iterator<Item = &'a Key>) -> Result<()> {
+    let mut prev: Option<&Key> = None;
+    for k in keys {
+        if prev.is_some_and(|p| p >= k) {
+            return d.corrupt("keys out of order");
+        }
+        prev = Some(k);
+    }
+    Ok(())
+}
