@@ -1,1 +1,199 @@
-//! (being written)
+//! Free-space allocation in extents.
+//!
+//! The free map is a set of free extents (`start -> len`), rebuilt at mount from the committed
+//! tree (every node and every data extent the tree references is in use, everything else in
+//! `[first_block, total_blocks)` is free). Nothing per block is kept, and nothing is written
+//! for it: the tree is the only record of what is allocated, so the two can never disagree.
+//!
+//! Copy-on-write rule: a block freed while transaction N runs is still referenced by the last
+//! durable commit, so it must not be reused until commit N is durable. Frees therefore go to
+//! `pending`; `seal()` (when commit N takes its snapshot) moves them to `sealed`, and
+//! `release_sealed()` (once commit N is durable) returns them to the free map.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+pub struct Allocator {
+    first: u64,
+    total: u64,
+    free: BTreeMap<u64, u64>,
+    free_blocks: u64,
+    pending: Vec<(u64, u64)>,
+    sealed: Vec<(u64, u64)>,
+    /// Where the next search starts, so sequential allocations stay contiguous.
+    cursor: u64,
+}
+
+/// An extent `[start, start + len)` of blocks.
+pub type Extent = (u64, u64);
+
+impl Allocator {
+    /// An allocator with every block in `[first, total)` free.
+    pub fn new(first: u64, total: u64) -> Self {
+        let mut free = BTreeMap::new();
+        if total > first {
+            free.insert(first, total - first);
+        }
+        Allocator {
+            first,
+            total,
+            free,
+            free_blocks: total.saturating_sub(first),
+            pending: Vec::new(),
+            sealed: Vec::new(),
+            cursor: first,
+        }
+    }
+
+    pub fn total_blocks(&self) -> u64 {
+        self.total
+    }
+    pub fn first_block(&self) -> u64 {
+        self.first
+    }
+    /// Blocks free now.
+    pub fn free_blocks(&self) -> u64 {
+        self.free_blocks
+    }
+    /// Blocks freed but not yet reusable (they come back after the next commits).
+    pub fn pending_blocks(&self) -> u64 {
+        self.pending.iter().chain(&self.sealed).map(|e| e.1).sum()
+    }
+
+    /// Marks `[start, start+len)` as in use (mount-time rebuild). Returns false if any of it was
+    /// not free (a block referenced twice, or out of range): the caller reports corruption.
+    pub fn mark_used(&mut self, start: u64, len: u64) -> bool {
+        if len == 0 || start < self.first || start.checked_add(len).is_none_or(|e| e > self.total) {
+            return false;
+        }
+        let Some((&fs, &fl)) = self.free.range(..=start).next_back() else {
+            return false;
+        };
+        if start + len > fs + fl {
+            return false;
+        }
+        self.free.remove(&fs);
+        if start > fs {
+            self.free.insert(fs, start - fs);
+        }
+        if fs + fl > start + len {
+            self.free.insert(start + len, fs + fl - (start + len));
+        }
+        self.free_blocks -= len;
+        true
+    }
+
+    /// Allocates up to `want` contiguous blocks (at least one), preferring the space right
+    /// after the previous allocation. `None` when the device is full.
+    pub fn alloc(&mut self, want: u64) -> Option<Extent> {
+        debug_assert!(want > 0);
+        let pick = self
+            .free
+            .range(self.cursor..)
+            .find(|(_, &l)| l >= want)
+            .or_else(|| self.free.range(..self.cursor).find(|(_, &l)| l >= want))
+            .or_else(|| self.free.iter().max_by_key(|(_, &l)| l))
+            .map(|(&s, &l)| (s, l))?;
+        let (s, l) = pick;
+        let n = want.min(l);
+        self.free.remove(&s);
+        if l > n {
+            self.free.insert(s + n, l - n);
+        }
+        self.free_blocks -= n;
+        self.cursor = s + n;
+        Some((s, n))
+    }
+
+    /// Frees an extent once the commit being built is durable.
+    pub fn free_later(&mut self, start: u64, len: u64) {
+        if len > 0 {
+            self.pending.push((start, len));
+        }
+    }
+
+    /// The running transaction's snapshot is taken: its frees wait for that commit.
+    pub fn seal(&mut self) {
+        let p = std::mem::take(&mut self.pending);
+        self.sealed.extend(p);
+    }
+
+    /// The sealed commit is durable: its frees become allocatable.
+    pub fn release_sealed(&mut self) {
+        for (s, l) in std::mem::take(&mut self.sealed) {
+            self.insert_free(s, l);
+        }
+    }
+
+    fn insert_free(&mut self, mut s: u64, mut l: u64) {
+        debug_assert!(s >= self.first && s + l <= self.total);
+        self.free_blocks += l;
+        if let Some((&ps, &pl)) = self.free.range(..s).next_back() {
+            debug_assert!(ps + pl <= s, "double free of block {s}");
+            if ps + pl == s {
+                self.free.remove(&ps);
+                s = ps;
+                l += pl;
+            }
+        }
+        if let Some(&nl) = self.free.get(&(s + l)) {
+            self.free.remove(&(s + l));
+            l += nl;
+        }
+        self.free.insert(s, l);
+    }
+
+    /// Free extents, for tools and tests.
+    pub fn free_extents(&self) -> impl Iterator<Item = Extent> + '_ {
+        self.free.iter().map(|(&s, &l)| (s, l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_contiguously_and_frees_only_after_release() {
+        let mut a = Allocator::new(10, 110);
+        assert_eq!(a.alloc(30), Some((10, 30)));
+        assert_eq!(a.alloc(30), Some((40, 30)));
+        a.free_later(10, 30);
+        assert_eq!(a.free_blocks(), 40);
+        a.seal();
+        assert_eq!(
+            a.alloc(50),
+            Some((70, 40)),
+            "pending blocks must not be reused"
+        );
+        assert_eq!(a.alloc(1), None);
+        a.release_sealed();
+        assert_eq!(a.free_blocks(), 30);
+        assert_eq!(a.alloc(100), Some((10, 30)));
+    }
+
+    #[test]
+    fn mark_used_detects_double_use_and_range() {
+        let mut a = Allocator::new(10, 100);
+        assert!(a.mark_used(20, 5));
+        assert!(!a.mark_used(22, 1));
+        assert!(!a.mark_used(5, 1));
+        assert!(!a.mark_used(99, 2));
+        assert!(a.mark_used(99, 1));
+        assert_eq!(a.free_blocks(), 90 - 6);
+    }
+
+    #[test]
+    fn coalesces_on_release() {
+        let mut a = Allocator::new(0, 100);
+        for _ in 0..10 {
+            a.alloc(10);
+        }
+        for s in (0..100).step_by(10) {
+            a.free_later(s, 10);
+        }
+        a.seal();
+        a.release_sealed();
+        assert_eq!(a.free_extents().collect::<Vec<_>>(), vec![(0, 100)]);
+    }
+}

@@ -101,7 +101,38 @@ pub fn node_capacity(block_size: u32) -> usize {
     block_size as usize - NODE_HEADER_SIZE
 }
 
-/// Encodes a node into a full block. The caller guarantees the entries fit (`used` ≤ block).
+/// Encodes a leaf into a full block; returns the bytes and their crc32c.
+pub fn encode_leaf(
+    id: &NodeIdentity,
+    blocknr: BlockNo,
+    generation: u64,
+    items: &[(Key, Vec<u8>)],
+) -> (Vec<u8>, u32) {
+    let mut e = node_header(id, blocknr, generation, 0, items.len());
+    for (k, v) in items {
+        k.encode(&mut e);
+        e.u16(v.len() as u16).bytes(v);
+    }
+    finish_node(id, e)
+}
+
+/// Encodes an inner node into a full block; returns the bytes and their crc32c.
+pub fn encode_inner(
+    id: &NodeIdentity,
+    blocknr: BlockNo,
+    generation: u64,
+    level: u8,
+    children: impl ExactSizeIterator<Item = (Key, BlockPtr)>,
+) -> (Vec<u8>, u32) {
+    let mut e = node_header(id, blocknr, generation, level, children.len());
+    for (k, p) in children {
+        k.encode(&mut e);
+        p.encode(&mut e);
+    }
+    finish_node(id, e)
+}
+
+/// Encodes a decoded body again (tests and tools).
 pub fn encode_node(
     id: &NodeIdentity,
     blocknr: BlockNo,
@@ -109,12 +140,20 @@ pub fn encode_node(
     level: u8,
     body: &NodeBody,
 ) -> (Vec<u8>, u32) {
-    let bs = id.block_size as usize;
-    let mut e = Enc::with_capacity(bs);
-    let nitems = match body {
-        NodeBody::Leaf(items) => items.len(),
-        NodeBody::Inner(children) => children.len(),
-    };
+    match body {
+        NodeBody::Leaf(items) => encode_leaf(id, blocknr, generation, items),
+        NodeBody::Inner(c) => encode_inner(id, blocknr, generation, level, c.iter().copied()),
+    }
+}
+
+fn node_header(
+    id: &NodeIdentity,
+    blocknr: BlockNo,
+    generation: u64,
+    level: u8,
+    nitems: usize,
+) -> Enc {
+    let mut e = Enc::with_capacity(id.block_size as usize);
     e.u32(NODE_MAGIC)
         .u32(0)
         .bytes(&id.uuid)
@@ -123,20 +162,11 @@ pub fn encode_node(
         .u64(TREE_FS);
     e.u8(level).u8(0).u16(nitems as u16).u32(0).zeros(8);
     debug_assert_eq!(e.len(), NODE_HEADER_SIZE);
-    match body {
-        NodeBody::Leaf(items) => {
-            for (k, v) in items {
-                k.encode(&mut e);
-                e.u16(v.len() as u16).bytes(v);
-            }
-        }
-        NodeBody::Inner(children) => {
-            for (k, p) in children {
-                k.encode(&mut e);
-                p.encode(&mut e);
-            }
-        }
-    }
+    e
+}
+
+fn finish_node(id: &NodeIdentity, mut e: Enc) -> (Vec<u8>, u32) {
+    let bs = id.block_size as usize;
     let used = e.len();
     assert!(
         used <= bs,

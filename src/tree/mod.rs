@@ -1,0 +1,599 @@
+//! The copy-on-write B+tree that holds all metadata.
+//!
+//! Nodes are loaded lazily from the device, verified against the checksum and identity their
+//! parent pointer carries (`format::decode_node`), and then kept in memory: a node is verified
+//! once and never read again while mounted.
+//!
+//! Copy-on-write: a node that came from the device carries its `BlockPtr` (`disk`). The first
+//! change to it drops that pointer (its block goes to the allocator's pending frees) and makes
+//! it dirty; `write_dirty` gives every dirty node a fresh block at commit, children first, so a
+//! committed block is never overwritten.
+//!
+//! Invariants: keys are strictly increasing in every node; in an inner node `children[i].0` ≤
+//! every key below child i < `children[i+1].0` (child 0 also takes every key below its
+//! separator); every encoded node fits its block (leaf values are at most
+//! `format::max_item_value`, so an overflowing node always splits into two that fit).
+
+use crate::alloc::Allocator;
+use crate::device::{AlignedBuf, BlockDevice};
+use crate::error::{Error, Result};
+use crate::format::{
+    decode_node, encode_inner, encode_leaf, node_capacity, BlockNo, BlockPtr, Key, NodeBody,
+    NodeIdentity, INNER_ENTRY_SIZE, LEAF_ENTRY_OVERHEAD, NODE_HEADER_SIZE,
+};
+use std::sync::Arc;
+
+enum Child {
+    Disk(BlockPtr),
+    Mem(Box<Node>),
+}
+
+enum Body {
+    Leaf(Vec<(Key, Vec<u8>)>),
+    Inner(Vec<(Key, Child)>),
+}
+
+struct Node {
+    level: u8,
+    /// Where the committed version of this node lives; `None` = dirty.
+    disk: Option<BlockPtr>,
+    body: Body,
+}
+
+impl Node {
+    fn empty_leaf() -> Node {
+        Node {
+            level: 0,
+            disk: None,
+            body: Body::Leaf(Vec::new()),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        NODE_HEADER_SIZE
+            + match &self.body {
+                Body::Leaf(items) => items
+                    .iter()
+                    .map(|(_, v)| LEAF_ENTRY_OVERHEAD + v.len())
+                    .sum(),
+                Body::Inner(c) => c.len() * INNER_ENTRY_SIZE,
+            }
+    }
+
+    fn len(&self) -> usize {
+        match &self.body {
+            Body::Leaf(i) => i.len(),
+            Body::Inner(c) => c.len(),
+        }
+    }
+
+    fn first_key(&self) -> Option<Key> {
+        match &self.body {
+            Body::Leaf(i) => i.first().map(|e| e.0),
+            Body::Inner(c) => c.first().map(|e| e.0),
+        }
+    }
+}
+
+/// Where node blocks are read from and what they must identify as.
+pub struct TreeIo {
+    pub dev: Arc<dyn BlockDevice>,
+    pub id: NodeIdentity,
+}
+
+impl TreeIo {
+    fn load(&self, ptr: &BlockPtr, level: u8) -> Result<Box<Node>> {
+        let bs = self.id.block_size;
+        let mut buf = AlignedBuf::zeroed(bs as usize);
+        self.dev.read_at(ptr.addr.offset(bs), &mut buf)?;
+        let body = match decode_node(&self.id, &buf, ptr, level) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!(
+                    "metadata block {} (tree level {level}) failed verification: {e}",
+                    ptr.addr
+                );
+                return Err(e);
+            }
+        };
+        let body = match body {
+            NodeBody::Leaf(items) => Body::Leaf(items),
+            NodeBody::Inner(c) => {
+                Body::Inner(c.into_iter().map(|(k, p)| (k, Child::Disk(p))).collect())
+            }
+        };
+        Ok(Box::new(Node {
+            level,
+            disk: Some(*ptr),
+            body,
+        }))
+    }
+}
+
+/// What `Tree::walk` reports.
+pub enum Visit<'a> {
+    Node { ptr: BlockPtr, level: u8 },
+    Item { key: &'a Key, value: &'a [u8] },
+}
+
+pub struct Tree {
+    io: TreeIo,
+    root: Box<Node>,
+    /// Blocks of committed nodes replaced since the last `write_dirty`.
+    freed: Vec<BlockNo>,
+}
+
+/// A split-off right sibling and its first key.
+type Split = Option<(Key, Box<Node>)>;
+
+impl Tree {
+    /// A new, empty tree (mkfs).
+    pub fn new_empty(io: TreeIo) -> Tree {
+        Tree {
+            io,
+            root: Box::new(Node::empty_leaf()),
+            freed: Vec::new(),
+        }
+    }
+
+    /// Opens the tree whose root a superblock names; the root is read and verified now.
+    pub fn open(io: TreeIo, root: BlockPtr, level: u8) -> Result<Tree> {
+        let root = io.load(&root, level)?;
+        Ok(Tree {
+            io,
+            root,
+            freed: Vec::new(),
+        })
+    }
+
+    pub fn root_level(&self) -> u8 {
+        self.root.level
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.io.id
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.root.disk.is_none()
+    }
+
+    fn capacity(&self) -> usize {
+        node_capacity(self.io.id.block_size) + NODE_HEADER_SIZE
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&mut self, key: &Key) -> Result<Option<Vec<u8>>> {
+        let io = &self.io;
+        let mut node = &mut *self.root;
+        loop {
+            match &mut node.body {
+                Body::Leaf(items) => {
+                    return Ok(items
+                        .binary_search_by(|e| e.0.cmp(key))
+                        .ok()
+                        .map(|i| items[i].1.clone()));
+                }
+                Body::Inner(children) => {
+                    let i = child_index(children, key);
+                    node = load_child(io, &mut children[i].1, node.level - 1)?;
+                }
+            }
+        }
+    }
+
+    /// Items with keys in `[from, to]`, in order, at most `limit` of them.
+    pub fn range(&mut self, from: &Key, to: &Key, limit: usize) -> Result<Vec<(Key, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if from <= to && limit > 0 {
+            range_rec(&self.io, &mut self.root, from, to, limit, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The item with the greatest key ≤ `key`, if it lies at or above `floor`.
+    pub fn floor(&mut self, key: &Key, floor: &Key) -> Result<Option<(Key, Vec<u8>)>> {
+        floor_rec(&self.io, &mut self.root, key, floor)
+    }
+
+    /// Inserts or replaces. `value` must be at most `format::max_item_value` bytes.
+    pub fn insert(&mut self, key: Key, value: Vec<u8>) -> Result<()> {
+        let max = crate::format::max_item_value(self.io.id.block_size);
+        if value.len() > max {
+            return Err(Error::Invalid(format!(
+                "item of {} bytes exceeds {max}",
+                value.len()
+            )));
+        }
+        let cap = self.capacity();
+        if let Some((k, right)) =
+            insert_rec(&self.io, &mut self.root, key, value, cap, &mut self.freed)?
+        {
+            let level = self.root.level + 1;
+            let left = std::mem::replace(&mut self.root, Box::new(Node::empty_leaf()));
+            self.root = Box::new(Node {
+                level,
+                disk: None,
+                body: Body::Inner(vec![(Key::MIN, Child::Mem(left)), (k, Child::Mem(right))]),
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes `key`; returns its value if it was there.
+    pub fn remove(&mut self, key: &Key) -> Result<Option<Vec<u8>>> {
+        let cap = self.capacity();
+        let old = remove_rec(&self.io, &mut self.root, key, cap, &mut self.freed)?;
+        // Collapse a root with a single child; an inner root with none becomes an empty leaf.
+        loop {
+            let Body::Inner(children) = &mut self.root.body else {
+                break;
+            };
+            match children.len() {
+                0 => {
+                    self.root = Box::new(Node::empty_leaf());
+                    break;
+                }
+                1 => {
+                    let level = self.root.level - 1;
+                    let (_, child) = children.pop().expect("one child");
+                    let child = match child {
+                        Child::Mem(n) => n,
+                        Child::Disk(p) => self.io.load(&p, level)?,
+                    };
+                    if let Some(p) = self.root.disk {
+                        self.freed.push(p.addr);
+                    }
+                    self.root = child;
+                }
+                _ => break,
+            }
+        }
+        Ok(old)
+    }
+
+    /// Writes every dirty node to fresh blocks (children before parents) into `out` as
+    /// `(block, bytes)`, frees the blocks of the nodes they replace, and returns the new root
+    /// pointer. On `None` from the allocator (device full) returns `ENOSPC`; the in-memory tree
+    /// is unchanged in meaning either way.
+    pub fn write_dirty(
+        &mut self,
+        alloc: &mut Allocator,
+        generation: u64,
+        out: &mut Vec<(BlockNo, Vec<u8>)>,
+    ) -> Result<BlockPtr> {
+        for b in self.freed.drain(..) {
+            alloc.free_later(b.0, 1);
+        }
+        write_rec(&self.io.id, &mut self.root, alloc, generation, out)
+    }
+
+    /// Visits every node and item, loading (and so verifying) the whole tree.
+    pub fn walk(&mut self, f: &mut dyn FnMut(Visit) -> Result<()>) -> Result<()> {
+        walk_rec(&self.io, &mut self.root, f)
+    }
+}
+
+fn child_index(children: &[(Key, Child)], key: &Key) -> usize {
+    children.partition_point(|e| e.0 <= *key).saturating_sub(1)
+}
+
+fn load_child<'a>(io: &TreeIo, child: &'a mut Child, level: u8) -> Result<&'a mut Node> {
+    if let Child::Disk(p) = child {
+        *child = Child::Mem(io.load(p, level)?);
+    }
+    match child {
+        Child::Mem(n) => Ok(n),
+        Child::Disk(_) => unreachable!("loaded above"),
+    }
+}
+
+/// Makes `node` dirty; its committed block is freed at the next commit.
+fn cow(node: &mut Node, freed: &mut Vec<BlockNo>) {
+    if let Some(p) = node.disk.take() {
+        freed.push(p.addr);
+    }
+}
+
+fn range_rec(
+    io: &TreeIo,
+    node: &mut Node,
+    from: &Key,
+    to: &Key,
+    limit: usize,
+    out: &mut Vec<(Key, Vec<u8>)>,
+) -> Result<()> {
+    match &mut node.body {
+        Body::Leaf(items) => {
+            let start = items.partition_point(|e| e.0 < *from);
+            for (k, v) in &items[start..] {
+                if k > to || out.len() >= limit {
+                    break;
+                }
+                out.push((*k, v.clone()));
+            }
+        }
+        Body::Inner(children) => {
+            let first = child_index(children, from);
+            let level = node.level - 1;
+            for i in first..children.len() {
+                if children[i].0 > *to || out.len() >= limit {
+                    break;
+                }
+                let child = load_child(io, &mut children[i].1, level)?;
+                range_rec(io, child, from, to, limit, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn floor_rec(
+    io: &TreeIo,
+    node: &mut Node,
+    key: &Key,
+    floor: &Key,
+) -> Result<Option<(Key, Vec<u8>)>> {
+    match &mut node.body {
+        Body::Leaf(items) => {
+            let i = items.partition_point(|e| e.0 <= *key);
+            Ok(i.checked_sub(1)
+                .map(|i| &items[i])
+                .filter(|e| e.0 >= *floor)
+                .map(|e| (e.0, e.1.clone())))
+        }
+        Body::Inner(children) => {
+            let level = node.level - 1;
+            let mut i = child_index(children, key);
+            loop {
+                let child = load_child(io, &mut children[i].1, level)?;
+                if let Some(found) = floor_rec(io, child, key, floor)? {
+                    return Ok(Some(found));
+                }
+                // Child 0 may hold keys below its separator; an empty answer from child i > 0
+                // can only happen for an empty child, so look left while keys could be ≥ floor.
+                if i == 0 || children[i].0 < *floor {
+                    return Ok(None);
+                }
+                i -= 1;
+            }
+        }
+    }
+}
+
+fn insert_rec(
+    io: &TreeIo,
+    node: &mut Node,
+    key: Key,
+    value: Vec<u8>,
+    cap: usize,
+    freed: &mut Vec<BlockNo>,
+) -> Result<Split> {
+    cow(node, freed);
+    match &mut node.body {
+        Body::Leaf(items) => match items.binary_search_by(|e| e.0.cmp(&key)) {
+            Ok(i) => items[i].1 = value,
+            Err(i) => items.insert(i, (key, value)),
+        },
+        Body::Inner(children) => {
+            let i = child_index(children, &key);
+            if key < children[i].0 {
+                children[i].0 = key;
+            }
+            let level = node.level - 1;
+            let child = load_child(io, &mut children[i].1, level)?;
+            if let Some((k, right)) = insert_rec(io, child, key, value, cap, freed)? {
+                children.insert(i + 1, (k, Child::Mem(right)));
+            }
+        }
+    }
+    Ok(if node.bytes() > cap {
+        Some(split(node))
+    } else {
+        None
+    })
+}
+
+/// Splits an overflowing node in two halves of about equal encoded size.
+fn split(node: &mut Node) -> (Key, Box<Node>) {
+    let body = match &mut node.body {
+        Body::Leaf(items) => {
+            let total: usize = items
+                .iter()
+                .map(|(_, v)| LEAF_ENTRY_OVERHEAD + v.len())
+                .sum();
+            let mut acc = 0;
+            let mut mid = items.len() - 1;
+            for (i, (_, v)) in items.iter().enumerate() {
+                let sz = LEAF_ENTRY_OVERHEAD + v.len();
+                if acc + sz / 2 >= total / 2 {
+                    mid = i;
+                    break;
+                }
+                acc += sz;
+            }
+            let mid = mid.clamp(1, items.len() - 1);
+            Body::Leaf(items.split_off(mid))
+        }
+        Body::Inner(children) => {
+            let mid = children.len() / 2;
+            Body::Inner(children.split_off(mid))
+        }
+    };
+    let right = Box::new(Node {
+        level: node.level,
+        disk: None,
+        body,
+    });
+    (
+        right.first_key().expect("split halves are non-empty"),
+        right,
+    )
+}
+
+fn remove_rec(
+    io: &TreeIo,
+    node: &mut Node,
+    key: &Key,
+    cap: usize,
+    freed: &mut Vec<BlockNo>,
+) -> Result<Option<Vec<u8>>> {
+    let level = node.level;
+    let old = match &mut node.body {
+        Body::Leaf(items) => match items.binary_search_by(|e| e.0.cmp(key)) {
+            Ok(i) => Some(items.remove(i).1),
+            Err(_) => return Ok(None),
+        },
+        Body::Inner(children) => {
+            let i = child_index(children, key);
+            let child = load_child(io, &mut children[i].1, level - 1)?;
+            let Some(old) = remove_rec(io, child, key, cap, freed)? else {
+                return Ok(None);
+            };
+            rebalance(io, children, i, level - 1, cap, freed)?;
+            Some(old)
+        }
+    };
+    cow(node, freed);
+    Ok(old)
+}
+
+/// After a removal below child `i`: drop it if empty, or merge it with a neighbour when both
+/// fit in one node.
+fn rebalance(
+    io: &TreeIo,
+    children: &mut Vec<(Key, Child)>,
+    i: usize,
+    level: u8,
+    cap: usize,
+    freed: &mut Vec<BlockNo>,
+) -> Result<()> {
+    let Child::Mem(child) = &children[i].1 else {
+        return Ok(());
+    };
+    if child.len() == 0 {
+        let (_, c) = children.remove(i);
+        if let Child::Mem(n) = c {
+            if let Some(p) = n.disk {
+                freed.push(p.addr);
+            }
+        }
+        if i == 0 {
+            if let Some(first) = children.first_mut() {
+                first.0 = Key::MIN;
+            }
+        }
+        return Ok(());
+    }
+    if child.bytes() > cap / 4 || children.len() < 2 {
+        return Ok(());
+    }
+    let (l, r) = if i + 1 < children.len() {
+        (i, i + 1)
+    } else {
+        (i - 1, i)
+    };
+    load_child(io, &mut children[l].1, level)?;
+    load_child(io, &mut children[r].1, level)?;
+    let sep = children[r].0;
+    let (lb, rb) = match (&children[l].1, &children[r].1) {
+        (Child::Mem(a), Child::Mem(b)) => (a.bytes(), b.bytes()),
+        _ => unreachable!("both loaded"),
+    };
+    if lb + rb - NODE_HEADER_SIZE > cap {
+        return Ok(());
+    }
+    let (_, rc) = children.remove(r);
+    let Child::Mem(mut right) = rc else {
+        unreachable!("loaded")
+    };
+    cow(&mut right, freed);
+    let Child::Mem(left) = &mut children[l].1 else {
+        unreachable!("loaded")
+    };
+    cow(left, freed);
+    match (&mut left.body, right.body) {
+        (Body::Leaf(a), Body::Leaf(b)) => a.extend(b),
+        (Body::Inner(a), Body::Inner(mut b)) => {
+            if let Some(first) = b.first_mut() {
+                first.0 = sep;
+            }
+            a.extend(b);
+        }
+        _ => {
+            return Err(Error::Corrupt(
+                "siblings at one level differ in kind".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn write_rec(
+    id: &NodeIdentity,
+    node: &mut Node,
+    alloc: &mut Allocator,
+    gen: u64,
+    out: &mut Vec<(BlockNo, Vec<u8>)>,
+) -> Result<BlockPtr> {
+    if let Some(p) = node.disk {
+        return Ok(p);
+    }
+    let mut ptrs = Vec::new();
+    if let Body::Inner(children) = &mut node.body {
+        for (_, c) in children.iter_mut() {
+            ptrs.push(match c {
+                Child::Disk(p) => *p,
+                Child::Mem(n) => write_rec(id, n, alloc, gen, out)?,
+            });
+        }
+    }
+    let (addr, _) = alloc.alloc(1).ok_or(Error::Errno(libc::ENOSPC))?;
+    let addr = BlockNo(addr);
+    let (bytes, crc) = match &node.body {
+        Body::Leaf(items) => encode_leaf(id, addr, gen, items),
+        Body::Inner(children) => encode_inner(
+            id,
+            addr,
+            gen,
+            node.level,
+            children.iter().map(|e| e.0).zip(ptrs),
+        ),
+    };
+    let ptr = BlockPtr {
+        addr,
+        copy_addr: None,
+        birth_gen: gen,
+        crc,
+    };
+    node.disk = Some(ptr);
+    out.push((addr, bytes));
+    Ok(ptr)
+}
+
+fn walk_rec(io: &TreeIo, node: &mut Node, f: &mut dyn FnMut(Visit) -> Result<()>) -> Result<()> {
+    if let Some(ptr) = node.disk {
+        f(Visit::Node {
+            ptr,
+            level: node.level,
+        })?;
+    }
+    let level = node.level;
+    match &mut node.body {
+        Body::Leaf(items) => {
+            for (k, v) in items.iter() {
+                f(Visit::Item { key: k, value: v })?;
+            }
+        }
+        Body::Inner(children) => {
+            for (_, c) in children.iter_mut() {
+                let child = load_child(io, c, level - 1)?;
+                walk_rec(io, child, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
