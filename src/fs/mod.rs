@@ -4,13 +4,25 @@
 //!
 //! Names are raw bytes (`&[u8]`): Linux names are not UTF-8.
 
+mod data;
+mod ops;
+mod state;
 mod types;
 
 pub use types::*;
 
-use crate::device::BlockDevice;
-use crate::error::Result;
-use std::sync::Arc;
+use crate::device::{AlignedBuf, BlockDevice};
+use crate::error::{errno, Error, Result};
+use crate::format::{block_crc, Key, KIND_ORPHAN, OBJECT_FS};
+use crate::txn::{write_commit, Meta};
+use data::{job_bufs, Src};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use state::State;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// How to open a filesystem.
 #[derive(Clone, Debug)]
@@ -30,136 +42,360 @@ impl Default for MountOptions {
     }
 }
 
+/// Dirty data that makes the committer start early, and the amount at which writers wait.
+const DIRTY_SOFT_BYTES: u64 = 64 << 20;
+const DIRTY_HARD_BYTES: u64 = 256 << 20;
+
+#[derive(Default)]
+struct AtomicCounters {
+    checksum_errors: AtomicU64,
+    device_read_errors: AtomicU64,
+    device_write_errors: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    commits: AtomicU64,
+}
+
 /// A mounted filesystem.
 pub struct Fs {
-    _dev: Arc<dyn BlockDevice>,
+    dev: Arc<dyn BlockDevice>,
+    bs: u32,
+    read_only: bool,
+    state: Mutex<State>,
+    /// Writers waiting for dirty data to drain, and the committer waiting for work.
+    dirty_cv: Condvar,
+    /// One commit at a time.
+    commit_lock: Mutex<()>,
+    /// Held (shared) by every read from the moment it looks up block addresses until its device
+    /// reads finish; a commit takes it exclusively before it makes freed blocks reusable, so a
+    /// read never sees a block that was reallocated under it.
+    io_gate: RwLock<()>,
+    /// Set after a failed device write or flush: nothing more is committed (the last commit on
+    /// the medium stays intact) and every change fails with EIO.
+    failed: AtomicBool,
+    shut_down: AtomicBool,
+    kick: Mutex<bool>,
+    kick_cv: Condvar,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    counters: AtomicCounters,
+    interval: Duration,
 }
 
-#[allow(unused_variables)]
 impl Fs {
     /// Opens the filesystem on `dev`: reads and verifies the superblocks, picks the newest valid
-    /// commit, loads and verifies the metadata.
+    /// commit, loads and verifies the metadata, deletes inodes left unlinked-but-open by the
+    /// previous mount, and starts the background committer.
     pub fn mount(dev: Arc<dyn BlockDevice>, opts: MountOptions) -> Result<Arc<Fs>> {
-        todo!()
+        let meta = Meta::open(dev.clone())?;
+        let mut read_only = opts.read_only;
+        if meta.sb.needs_read_only() && !read_only {
+            log::warn!(
+                "the filesystem uses features this stablefs can only read: mounting read-only"
+            );
+            read_only = true;
+        }
+        if !meta.damage.is_empty() && !read_only {
+            log::error!(
+                "{} damaged metadata block(s): mounting read-only",
+                meta.damage.len()
+            );
+            read_only = true;
+        }
+        let bs = meta.sb.block_size;
+        let orphans = meta.orphans.clone();
+        let state = State {
+            meta,
+            live: HashMap::new(),
+            dirty: HashMap::new(),
+            writeback: HashMap::new(),
+            dirty_blocks: 0,
+            writeback_blocks: 0,
+            block_size: bs,
+        };
+        let fs = Arc::new(Fs {
+            dev,
+            bs,
+            read_only,
+            state: Mutex::new(state),
+            dirty_cv: Condvar::new(),
+            commit_lock: Mutex::new(()),
+            io_gate: RwLock::new(()),
+            failed: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
+            kick: Mutex::new(false),
+            kick_cv: Condvar::new(),
+            committer: Mutex::new(None),
+            counters: AtomicCounters::default(),
+            interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
+        });
+        if !read_only {
+            if !orphans.is_empty() {
+                let mut st = fs.state.lock();
+                for ino in orphans {
+                    log::info!("deleting inode {ino}, unlinked while open before the last unmount");
+                    st.purge(ino)?;
+                }
+                drop(st);
+                fs.commit()?;
+            }
+            let weak = Arc::downgrade(&fs);
+            let handle = std::thread::Builder::new()
+                .name("stablefs-commit".into())
+                .spawn(move || committer_loop(weak))
+                .map_err(Error::Io)?;
+            *fs.committer.lock() = Some(handle);
+        }
+        Ok(fs)
     }
-    /// Commits everything and stops the background committer. Later calls fail with `EROFS`.
+
+    /// Commits everything and stops the background committer. Later changes fail with `EROFS`.
+    /// Inodes still unlinked-but-open are deleted (nothing can reach them after unmount).
     pub fn shutdown(&self) -> Result<()> {
-        todo!()
+        if self.shut_down.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.kick_committer();
+        if let Some(h) = self.committer.lock().take() {
+            let _ = h.join();
+        }
+        if self.read_only {
+            return Ok(());
+        }
+        {
+            let mut st = self.state.lock();
+            let orphans = st.meta.tree.range(
+                &Key::new(OBJECT_FS, KIND_ORPHAN, 0),
+                &Key::new(OBJECT_FS, KIND_ORPHAN, u64::MAX),
+                usize::MAX,
+            )?;
+            for (k, _) in orphans {
+                st.purge(k.offset)?;
+            }
+        }
+        self.commit()
     }
-    /// The filesystem block size in bytes.
+
     pub fn block_size(&self) -> u32 {
-        todo!()
+        self.bs
     }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     pub fn counters(&self) -> Counters {
-        todo!()
+        let c = &self.counters;
+        Counters {
+            checksum_errors: c.checksum_errors.load(Ordering::Relaxed),
+            device_read_errors: c.device_read_errors.load(Ordering::Relaxed),
+            device_write_errors: c.device_write_errors.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+        }
     }
 
-    // ---- names ----
-    /// Looks `name` up in `parent`; counts one kernel lookup reference on the result.
-    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
-        todo!()
-    }
-    /// Drops `n` kernel lookup references; an unlinked inode with none left and no open handle
-    /// is deleted and its space freed.
-    pub fn forget(&self, ino: Ino, n: u64) {
-        todo!()
-    }
-    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        todo!()
-    }
-    pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        todo!()
-    }
-    /// Creates a non-directory node (`mode` carries the `S_IFMT` bits); counts a lookup.
-    pub fn mknod(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        mode: u32,
-        rdev: u32,
-        who: Caller,
-    ) -> Result<Attr> {
-        todo!()
-    }
-    /// Creates a directory; counts a lookup.
-    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, who: Caller) -> Result<Attr> {
-        todo!()
-    }
-    /// Creates a symlink; counts a lookup.
-    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], who: Caller) -> Result<Attr> {
-        todo!()
-    }
-    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        todo!()
-    }
-    /// Adds a hard link; counts a lookup.
-    pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
-        todo!()
-    }
-    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        todo!()
-    }
-    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        todo!()
-    }
-    /// `renameat2`: `flags` is 0, `RENAME_NOREPLACE` or `RENAME_EXCHANGE`.
-    pub fn rename(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        newparent: Ino,
-        newname: &[u8],
-        flags: u32,
-    ) -> Result<()> {
-        todo!()
-    }
-    /// Up to `max` entries after `cookie` (0 = from the start, including "." and "..").
-    pub fn readdir(&self, dir: Ino, cookie: u64, max: usize) -> Result<Vec<DirEntry>> {
-        todo!()
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
-    // ---- open files ----
-    /// Counts an open handle (an unlinked file lives until its last close).
-    pub fn open(&self, ino: Ino) -> Result<()> {
-        todo!()
+    /// Fails unless changes are allowed now.
+    fn writable(&self) -> Result<()> {
+        if self.read_only || self.shut_down.load(Ordering::SeqCst) {
+            return errno(libc::EROFS);
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return errno(libc::EIO);
+        }
+        Ok(())
     }
-    pub fn release(&self, ino: Ino) {
-        todo!()
+
+    fn kick_committer(&self) {
+        *self.kick.lock() = true;
+        self.kick_cv.notify_all();
     }
-    /// Reads up to `size` bytes at `offset`; every byte returned was verified against its
-    /// checksum. Blocks on device I/O.
-    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
-        todo!()
+
+    /// Latches a device write failure (see `failed`).
+    fn write_failed(&self, e: Error) -> Error {
+        self.counters
+            .device_write_errors
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            log::error!(
+                "device write failed: {e}; no further commits, the last commit stays intact"
+            );
+        }
+        self.dirty_cv.notify_all();
+        Error::Errno(libc::EIO)
     }
-    /// Writes `data` at `offset` into private bounce buffers; returns the byte count.
-    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        todo!()
-    }
-    /// Returns once the inode's data and metadata are durable.
-    pub fn fsync(&self, ino: Ino, datasync: bool) -> Result<()> {
-        todo!()
-    }
-    /// Commits everything now and waits until it is durable.
+
+    /// Commits everything now and waits until it is durable (see `txn` for the order).
     pub fn sync(&self) -> Result<()> {
-        todo!()
-    }
-    pub fn statfs(&self) -> Result<StatFs> {
-        todo!()
+        if self.read_only {
+            return Ok(());
+        }
+        self.commit()
     }
 
-    // ---- xattrs ----
-    /// `flags`: 0, `XATTR_CREATE` or `XATTR_REPLACE`.
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        todo!()
+    fn commit(&self) -> Result<()> {
+        let _one = self.commit_lock.lock();
+        if self.failed.load(Ordering::SeqCst) {
+            return errno(libc::EIO);
+        }
+        // 1. Place dirty data and map it in the tree.
+        let (jobs, placed) = {
+            let mut st = self.lock();
+            if st.dirty.is_empty() && !st.meta.tree.is_dirty() {
+                return Ok(());
+            }
+            let generation = st.meta.sb.generation + 1;
+            let r = st.prepare_writeback(generation);
+            match r {
+                Ok(j) => (j, Ok(())),
+                Err(Error::Errno(libc::ENOSPC)) => (Vec::new(), Err(Error::Errno(libc::ENOSPC))),
+                Err(e) => return Err(self.write_failed(e)),
+            }
+        };
+        // 2. Write it, outside the lock: large contiguous O_DIRECT writes of private buffers.
+        for job in &jobs {
+            let bufs = job_bufs(job);
+            let bytes = bufs.len() as u64 * u64::from(self.bs);
+            if let Err(e) = self
+                .dev
+                .write_at(job.disk_start * u64::from(self.bs), &bufs)
+            {
+                return Err(self.write_failed(e.into()));
+            }
+            self.counters
+                .bytes_written
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        // 3. Snapshot the metadata.
+        let mut plan = {
+            let mut st = self.lock();
+            st.finish_writeback(&jobs);
+            match st.meta.prepare_commit(Timespec::now().sec) {
+                Ok(p) => p,
+                Err(e) => return Err(self.write_failed(e)),
+            }
+        };
+        self.dirty_cv.notify_all();
+        // 4. Nodes, flush, superblock, flush.
+        if let Err(e) = write_commit(&*self.dev, &mut plan) {
+            return Err(self.write_failed(e));
+        }
+        // 5. Durable: the transaction's frees become reusable once no read can still use them.
+        {
+            let mut st = self.lock();
+            let _no_reads = self.io_gate.write();
+            st.meta.commit_done(plan.sb);
+        }
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        placed
     }
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        todo!()
+
+    /// Makes a writer wait while too much data is waiting to be written.
+    fn throttle(&self) -> Result<()> {
+        let hard = DIRTY_HARD_BYTES / u64::from(self.bs);
+        let mut st = self.lock();
+        while st.dirty_blocks + st.writeback_blocks > hard {
+            self.writable()?;
+            drop(st);
+            self.kick_committer();
+            st = self.lock();
+            self.dirty_cv.wait_for(&mut st, Duration::from_millis(50));
+        }
+        Ok(())
     }
-    /// All names, each followed by a NUL byte.
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        todo!()
-    }
-    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        todo!()
+
+    /// Reads device blocks `Src::Disk` of `plan` (consecutive addresses in one I/O) and
+    /// verifies each against its crc. Called without the state lock, with `io_gate` held.
+    fn read_verified(
+        &self,
+        ino: Ino,
+        first_fb: u64,
+        plan: &[Src],
+    ) -> Result<Vec<Option<AlignedBuf>>> {
+        let bs = self.bs as usize;
+        let mut out: Vec<Option<AlignedBuf>> = (0..plan.len()).map(|_| None).collect();
+        let mut i = 0;
+        while i < plan.len() {
+            let Src::Disk { addr, .. } = plan[i] else {
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < plan.len()
+                && matches!(plan[j], Src::Disk { addr: a, .. } if a == addr + (j - i) as u64)
+            {
+                j += 1;
+            }
+            let mut buf = AlignedBuf::zeroed((j - i) * bs);
+            if let Err(e) = self.dev.read_at(addr * bs as u64, &mut buf) {
+                self.counters
+                    .device_read_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                log::error!("device read error at block {addr} (inode {ino}): {e}");
+                return errno(libc::EIO);
+            }
+            self.counters
+                .bytes_read
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            for k in i..j {
+                let Src::Disk { addr: a, crc } = plan[k] else {
+                    unreachable!()
+                };
+                let block = &buf[(k - i) * bs..(k - i + 1) * bs];
+                let got = block_crc(block);
+                if got != crc {
+                    self.counters
+                        .checksum_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        "checksum error: inode {ino} file offset {} device block {a}: crc {got:#010x}, expected {crc:#010x}; returning EIO",
+                        (first_fb + k as u64) * bs as u64
+                    );
+                    return errno(libc::EIO);
+                }
+                let mut b = AlignedBuf::zeroed(bs);
+                b.copy_from_slice(block);
+                out[k] = Some(b);
+            }
+            i = j;
+        }
+        Ok(out)
     }
 }
+
+fn committer_loop(weak: Weak<Fs>) {
+    loop {
+        let Some(fs) = weak.upgrade() else { return };
+        {
+            let mut kicked = fs.kick.lock();
+            if !*kicked {
+                fs.kick_cv.wait_for(&mut kicked, fs.interval);
+            }
+            *kicked = false;
+        }
+        if fs.shut_down.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = fs.commit() {
+            if !matches!(e, Error::Errno(libc::EIO)) {
+                log::warn!("background commit: {e}");
+            }
+            if fs.failed.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+        drop(fs);
+    }
+}
+
+/// Soft limit check for writers (start a commit early).
+fn over_soft(st: &State, bs: u32) -> bool {
+    st.dirty_blocks * u64::from(bs) > DIRTY_SOFT_BYTES
+}
+
+#[cfg(test)]
+mod tests;

@@ -270,7 +270,15 @@ impl Tree {
 
     /// Visits every node and item, loading (and so verifying) the whole tree.
     pub fn walk(&mut self, f: &mut dyn FnMut(Visit) -> Result<()>) -> Result<()> {
-        walk_rec(&self.io, &mut self.root, f)
+        walk_rec(&self.io, &mut self.root, f, &mut None)
+    }
+
+    /// Like `walk`, but a subtree whose node fails to load or verify is skipped and its error
+    /// collected, so one damaged block does not hide the rest of the tree.
+    pub fn walk_tolerant(&mut self, f: &mut dyn FnMut(Visit) -> Result<()>) -> Result<Vec<Error>> {
+        let mut errors = Some(Vec::new());
+        walk_rec(&self.io, &mut self.root, f, &mut errors)?;
+        Ok(errors.unwrap_or_default())
     }
 }
 
@@ -571,7 +579,12 @@ fn write_rec(
     Ok(ptr)
 }
 
-fn walk_rec(io: &TreeIo, node: &mut Node, f: &mut dyn FnMut(Visit) -> Result<()>) -> Result<()> {
+fn walk_rec(
+    io: &TreeIo,
+    node: &mut Node,
+    f: &mut dyn FnMut(Visit) -> Result<()>,
+    errors: &mut Option<Vec<Error>>,
+) -> Result<()> {
     if let Some(ptr) = node.disk {
         f(Visit::Node {
             ptr,
@@ -587,8 +600,13 @@ fn walk_rec(io: &TreeIo, node: &mut Node, f: &mut dyn FnMut(Visit) -> Result<()>
         }
         Body::Inner(children) => {
             for (_, c) in children.iter_mut() {
-                let child = load_child(io, c, level - 1)?;
-                walk_rec(io, child, f)?;
+                match (load_child(io, c, level - 1), errors.as_mut()) {
+                    (Ok(child), _) => walk_rec(io, child, f, errors)?,
+                    (Err(e @ (Error::Checksum { .. } | Error::Corrupt(_))), Some(errs)) => {
+                        errs.push(e)
+                    }
+                    (Err(e), _) => return Err(e),
+                }
             }
         }
     }

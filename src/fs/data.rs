@@ -1,0 +1,237 @@
+//! File data in the tree: extent lookup and punching, and the writeback step of a commit that
+//! turns dirty blocks into contiguous extents.
+
+use super::state::{DirtyBlock, State};
+use super::types::Ino;
+use crate::device::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::format::{block_crc, ExtentItem, InodeItem, Key, KIND_EXTENT};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where the current bytes of one file block are.
+pub enum Src {
+    /// Never written, or beyond the end: zeros.
+    Hole,
+    /// In memory (dirty or being written back): a copy of the bytes.
+    Mem(Vec<u8>),
+    /// On the device at `addr`, and must hash to `crc`.
+    Disk { addr: u64, crc: u32 },
+}
+
+/// A contiguous data write a commit issues: blocks for `disk_start..`, in order.
+pub struct WriteJob {
+    pub ino: Ino,
+    pub disk_start: u64,
+    pub blocks: Vec<(u64, Arc<DirtyBlock>)>,
+}
+
+impl State {
+    fn extent_bounds(&self) -> (u64, u64) {
+        (self.meta.sb.first_block, self.meta.sb.total_blocks)
+    }
+
+    /// The extent covering file block `fb`, with its first file block.
+    pub fn extent_at(&mut self, ino: Ino, fb: u64) -> Result<Option<(u64, ExtentItem)>> {
+        let (first, total) = self.extent_bounds();
+        let found = self.meta.tree.floor(
+            &Key::new(ino, KIND_EXTENT, fb),
+            &Key::new(ino, KIND_EXTENT, 0),
+        )?;
+        let Some((k, v)) = found else { return Ok(None) };
+        let e = ExtentItem::decode(&v, first, total)?;
+        Ok((fb < k.offset + e.len()).then_some((k.offset, e)))
+    }
+
+    /// Where file block `fb` of `ino` is now.
+    pub fn plan_block(&mut self, ino: Ino, fb: u64) -> Result<Src> {
+        if let Some(d) = self.dirty.get(&ino).and_then(|m| m.get(&fb)) {
+            return Ok(Src::Mem(d.buf.to_vec()));
+        }
+        if let Some(d) = self.writeback.get(&ino).and_then(|m| m.get(&fb)) {
+            return Ok(Src::Mem(d.buf.to_vec()));
+        }
+        Ok(match self.extent_at(ino, fb)? {
+            Some((start, e)) => {
+                let i = (fb - start) as usize;
+                Src::Disk {
+                    addr: e.disk_start + i as u64,
+                    crc: e.crcs[i],
+                }
+            }
+            None => Src::Hole,
+        })
+    }
+
+    /// Unmaps file blocks `[from, to)`: their device blocks are freed at the next commit.
+    pub fn punch(&mut self, ino: Ino, inode: &mut InodeItem, from: u64, to: u64) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let (first, total) = self.extent_bounds();
+        let mut found: Vec<(u64, ExtentItem)> = Vec::new();
+        if let Some(e) = self.extent_at(ino, from)? {
+            found.push(e);
+        }
+        let mut cursor = Key::new(ino, KIND_EXTENT, from);
+        let end = Key::new(ino, KIND_EXTENT, to - 1);
+        loop {
+            let items = self.meta.tree.range(&cursor, &end, 256)?;
+            let Some(last) = items.last().map(|e| e.0) else {
+                break;
+            };
+            for (k, v) in items {
+                if found.first().is_none_or(|f| f.0 != k.offset) {
+                    found.push((k.offset, ExtentItem::decode(&v, first, total)?));
+                }
+            }
+            if last.offset == u64::MAX {
+                break;
+            }
+            cursor = Key::new(ino, KIND_EXTENT, last.offset + 1);
+        }
+        for (start, e) in found {
+            let len = e.len();
+            let (cut_from, cut_to) = (from.max(start), to.min(start + len));
+            if cut_from >= cut_to {
+                continue;
+            }
+            self.meta.tree.remove(&Key::new(ino, KIND_EXTENT, start))?;
+            let (a, b) = ((cut_from - start) as usize, (cut_to - start) as usize);
+            self.meta
+                .alloc
+                .free_later(e.disk_start + a as u64, (b - a) as u64);
+            inode.blocks -= (b - a) as u64;
+            if a > 0 {
+                let left = ExtentItem {
+                    disk_start: e.disk_start,
+                    birth_gen: e.birth_gen,
+                    crcs: e.crcs[..a].to_vec(),
+                };
+                self.meta
+                    .tree
+                    .insert(Key::new(ino, KIND_EXTENT, start), left.encode())?;
+            }
+            if b < e.crcs.len() {
+                let right = ExtentItem {
+                    disk_start: e.disk_start + b as u64,
+                    birth_gen: e.birth_gen,
+                    crcs: e.crcs[b..].to_vec(),
+                };
+                self.meta
+                    .tree
+                    .insert(Key::new(ino, KIND_EXTENT, cut_to), right.encode())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops in-memory blocks at or beyond file block `from` (truncate).
+    pub fn drop_cached_from(&mut self, ino: Ino, from: u64) {
+        if let Some(m) = self.dirty.get_mut(&ino) {
+            let gone = m.split_off(&from);
+            self.dirty_blocks -= gone.len() as u64;
+        }
+        if let Some(m) = self.writeback.get_mut(&ino) {
+            m.split_off(&from);
+        }
+    }
+
+    /// Commit step 1: gives every dirty block a place on the device, contiguous per run of
+    /// file blocks, maps it in the tree, and moves it to `writeback`. Returns the writes to
+    /// issue. A block that finds no space stays dirty and the error is returned after the
+    /// blocks that did fit.
+    pub fn prepare_writeback(&mut self, generation: u64) -> Result<Vec<WriteJob>> {
+        let max_ext = ExtentItem::max_blocks(self.block_size) as u64;
+        let mut jobs = Vec::new();
+        let inos: Vec<Ino> = self.dirty.keys().copied().collect();
+        for ino in inos {
+            let Some(mut blocks) = self.dirty.remove(&ino) else {
+                continue;
+            };
+            let mut inode = self.inode(ino)?;
+            let result =
+                self.place_blocks(ino, &mut inode, &mut blocks, generation, max_ext, &mut jobs);
+            self.put_inode(ino, &inode)?;
+            if !blocks.is_empty() {
+                self.dirty.insert(ino, blocks);
+            }
+            result?;
+        }
+        Ok(jobs)
+    }
+
+    fn place_blocks(
+        &mut self,
+        ino: Ino,
+        inode: &mut InodeItem,
+        blocks: &mut BTreeMap<u64, DirtyBlock>,
+        generation: u64,
+        max_ext: u64,
+        jobs: &mut Vec<WriteJob>,
+    ) -> Result<()> {
+        while let Some((&fb0, _)) = blocks.first_key_value() {
+            // The run of consecutive file blocks starting at fb0, at most one extent item long.
+            let mut run = 1;
+            while run < max_ext && blocks.contains_key(&(fb0 + run)) {
+                run += 1;
+            }
+            let Some((disk, got)) = self.meta.alloc.alloc(run) else {
+                return Err(Error::Errno(libc::ENOSPC));
+            };
+            self.punch(ino, inode, fb0, fb0 + got)?;
+            let mut job = WriteJob {
+                ino,
+                disk_start: disk,
+                blocks: Vec::with_capacity(got as usize),
+            };
+            let mut crcs = Vec::with_capacity(got as usize);
+            for fb in fb0..fb0 + got {
+                let mut d = blocks.remove(&fb).expect("run blocks are present");
+                let crc = *d.crc.get_or_insert_with(|| block_crc(&d.buf));
+                crcs.push(crc);
+                job.blocks.push((fb, Arc::new(d)));
+            }
+            let item = ExtentItem {
+                disk_start: disk,
+                birth_gen: generation,
+                crcs,
+            };
+            self.meta
+                .tree
+                .insert(Key::new(ino, KIND_EXTENT, fb0), item.encode())?;
+            inode.blocks += got;
+            self.dirty_blocks -= got;
+            self.writeback_blocks += got;
+            let wb = self.writeback.entry(ino).or_default();
+            for (fb, d) in &job.blocks {
+                wb.insert(*fb, d.clone());
+            }
+            jobs.push(job);
+        }
+        Ok(())
+    }
+
+    /// Commit step 1 finished writing `jobs`: reads may now go to the device.
+    pub fn finish_writeback(&mut self, jobs: &[WriteJob]) {
+        for job in jobs {
+            self.writeback_blocks -= job.blocks.len() as u64;
+            let Some(wb) = self.writeback.get_mut(&job.ino) else {
+                continue;
+            };
+            for (fb, d) in &job.blocks {
+                if wb.get(fb).is_some_and(|cur| Arc::ptr_eq(cur, d)) {
+                    wb.remove(fb);
+                }
+            }
+            if wb.is_empty() {
+                self.writeback.remove(&job.ino);
+            }
+        }
+    }
+}
+
+/// The buffers of a job, for one vectored write.
+pub fn job_bufs(job: &WriteJob) -> Vec<&AlignedBuf> {
+    job.blocks.iter().map(|(_, d)| &d.buf).collect()
+}

@@ -1,0 +1,260 @@
+//! The mutable state behind the filesystem lock: metadata (`Meta`), dirty file data not yet
+//! written, and the kernel's references to inodes. Helpers here never do device I/O (the whole
+//! tree is loaded and verified at mount), so the lock is never held across a device read.
+
+use super::types::*;
+use crate::device::AlignedBuf;
+use crate::error::{errno, Error, Result};
+use crate::format::{
+    decode_dirent_bucket, decode_dirindex, encode_dirent_bucket, encode_dirindex, name_hash,
+    DirLink, InodeItem, Key, FIRST_COOKIE, KIND_DIRENT, KIND_DIRINDEX, KIND_INODE, KIND_ORPHAN,
+    OBJECT_FS,
+};
+use crate::txn::Meta;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A file block written since the last commit, in a private bounce buffer.
+pub struct DirtyBlock {
+    pub buf: AlignedBuf,
+    /// crc32c of `buf`, computed as the data was copied in; `None` after a partial update
+    /// (recomputed over the private buffer at writeback).
+    pub crc: Option<u32>,
+}
+
+/// References the kernel holds on an inode.
+#[derive(Default, Clone, Copy)]
+pub struct Live {
+    pub lookups: u64,
+    pub opens: u64,
+}
+
+pub struct State {
+    pub meta: Meta,
+    pub live: HashMap<Ino, Live>,
+    /// Dirty blocks per inode, by file block index.
+    pub dirty: HashMap<Ino, BTreeMap<u64, DirtyBlock>>,
+    /// Blocks being written by a commit: already mapped in the tree to blocks that may not be
+    /// on the device yet, so reads must take them from here until the write completes.
+    pub writeback: HashMap<Ino, BTreeMap<u64, Arc<DirtyBlock>>>,
+    pub dirty_blocks: u64,
+    pub writeback_blocks: u64,
+    pub block_size: u32,
+}
+
+pub fn inode_key(ino: Ino) -> Key {
+    Key::new(ino, KIND_INODE, 0)
+}
+
+pub fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return errno(libc::EINVAL);
+    }
+    if name.len() > NAME_MAX {
+        return errno(libc::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
+impl State {
+    pub fn inode(&mut self, ino: Ino) -> Result<InodeItem> {
+        match self.meta.tree.get(&inode_key(ino))? {
+            Some(v) => InodeItem::decode(&v),
+            None => errno(libc::ENOENT),
+        }
+    }
+
+    pub fn put_inode(&mut self, ino: Ino, inode: &InodeItem) -> Result<()> {
+        self.meta.tree.insert(inode_key(ino), inode.encode())
+    }
+
+    pub fn dir_inode(&mut self, ino: Ino) -> Result<InodeItem> {
+        let i = self.inode(ino)?;
+        if i.kind() != FileKind::Dir {
+            return errno(libc::ENOTDIR);
+        }
+        Ok(i)
+    }
+
+    pub fn attr(&self, ino: Ino, i: &InodeItem) -> Attr {
+        Attr {
+            ino,
+            kind: i.kind(),
+            perm: (i.mode & 0o7777) as u16,
+            nlink: i.nlink,
+            uid: i.uid,
+            gid: i.gid,
+            rdev: i.rdev,
+            size: i.size,
+            blocks: i.blocks * u64::from(self.block_size / 512),
+            blksize: self.block_size,
+            atime: i.atime,
+            mtime: i.mtime,
+            ctime: i.ctime,
+            crtime: i.crtime,
+        }
+    }
+
+    pub fn new_ino(&mut self) -> Ino {
+        let ino = self.meta.next_ino;
+        self.meta.next_ino += 1;
+        ino
+    }
+
+    // ---- directories ----
+
+    fn bucket(&mut self, dir: Ino, name: &[u8]) -> Result<(Key, Vec<DirLink>)> {
+        let key = Key::new(dir, KIND_DIRENT, name_hash(name));
+        let links = match self.meta.tree.get(&key)? {
+            Some(v) => decode_dirent_bucket(&v)?,
+            None => Vec::new(),
+        };
+        Ok((key, links))
+    }
+
+    pub fn dir_lookup(&mut self, dir: Ino, name: &[u8]) -> Result<Option<DirLink>> {
+        let (_, links) = self.bucket(dir, name)?;
+        Ok(links.into_iter().find(|l| l.name == name))
+    }
+
+    /// Adds `name -> ino` to `dir` (whose inode the caller passes and saves afterwards).
+    pub fn dir_add(
+        &mut self,
+        dir: Ino,
+        dinode: &mut InodeItem,
+        name: &[u8],
+        ino: Ino,
+        kind: FileKind,
+    ) -> Result<()> {
+        let (key, mut links) = self.bucket(dir, name)?;
+        if links.iter().any(|l| l.name == name) {
+            return errno(libc::EEXIST);
+        }
+        let cookie = dinode.next_cookie.max(FIRST_COOKIE);
+        dinode.next_cookie = cookie + 1;
+        links.push(DirLink {
+            name: name.to_vec(),
+            ino,
+            kind,
+            cookie,
+        });
+        self.meta.tree.insert(key, encode_dirent_bucket(&links))?;
+        self.meta.tree.insert(
+            Key::new(dir, KIND_DIRINDEX, cookie),
+            encode_dirindex(ino, kind, name),
+        )?;
+        Ok(())
+    }
+
+    /// Removes `name` from `dir`; returns what it pointed to.
+    pub fn dir_remove(&mut self, dir: Ino, name: &[u8]) -> Result<DirLink> {
+        let (key, mut links) = self.bucket(dir, name)?;
+        let Some(pos) = links.iter().position(|l| l.name == name) else {
+            return errno(libc::ENOENT);
+        };
+        let link = links.remove(pos);
+        if links.is_empty() {
+            self.meta.tree.remove(&key)?;
+        } else {
+            self.meta.tree.insert(key, encode_dirent_bucket(&links))?;
+        }
+        self.meta
+            .tree
+            .remove(&Key::new(dir, KIND_DIRINDEX, link.cookie))?;
+        Ok(link)
+    }
+
+    pub fn dir_is_empty(&mut self, dir: Ino) -> Result<bool> {
+        let r = self.meta.tree.range(
+            &Key::new(dir, KIND_DIRINDEX, 0),
+            &Key::new(dir, KIND_DIRINDEX, u64::MAX),
+            1,
+        )?;
+        Ok(r.is_empty())
+    }
+
+    /// Entries of `dir` with cookies greater than `after`.
+    pub fn dir_entries(&mut self, dir: Ino, after: u64, max: usize) -> Result<Vec<DirLink>> {
+        let from = Key::new(dir, KIND_DIRINDEX, after.saturating_add(1));
+        let to = Key::new(dir, KIND_DIRINDEX, u64::MAX);
+        self.meta
+            .tree
+            .range(&from, &to, max)?
+            .into_iter()
+            .map(|(k, v)| decode_dirindex(&v, k.offset))
+            .collect()
+    }
+
+    /// Is `ancestor` on the path from `ino` up to the root?
+    pub fn is_ancestor(&mut self, ancestor: Ino, mut ino: Ino) -> Result<bool> {
+        for _ in 0..100_000 {
+            if ino == ancestor {
+                return Ok(true);
+            }
+            if ino == ROOT_INO {
+                return Ok(false);
+            }
+            ino = self.dir_inode(ino)?.parent;
+        }
+        Err(Error::Corrupt(format!(
+            "directory parent chain from {ino} does not reach the root"
+        )))
+    }
+
+    // ---- orphans ----
+
+    pub fn add_orphan(&mut self, ino: Ino) -> Result<()> {
+        self.meta
+            .tree
+            .insert(Key::new(OBJECT_FS, KIND_ORPHAN, ino), Vec::new())
+    }
+
+    pub fn is_live(&self, ino: Ino) -> bool {
+        self.live
+            .get(&ino)
+            .is_some_and(|l| l.lookups > 0 || l.opens > 0)
+    }
+
+    /// An inode lost a link: delete it now, or once the kernel lets go of it.
+    pub fn unlinked(&mut self, ino: Ino, inode: &InodeItem) -> Result<()> {
+        if inode.nlink > 0 {
+            return self.put_inode(ino, inode);
+        }
+        if self.is_live(ino) {
+            self.put_inode(ino, inode)?;
+            self.add_orphan(ino)
+        } else {
+            self.purge(ino)
+        }
+    }
+
+    /// Deletes an inode and everything it owns; its blocks are freed at the next commit.
+    pub fn purge(&mut self, ino: Ino) -> Result<()> {
+        let from = Key::new(ino, 0, 0);
+        let to = Key::new(ino, u8::MAX, u64::MAX);
+        let (first, total) = (self.meta.sb.first_block, self.meta.sb.total_blocks);
+        loop {
+            let items = self.meta.tree.range(&from, &to, 256)?;
+            if items.is_empty() {
+                break;
+            }
+            for (k, v) in items {
+                if k.kind == crate::format::KIND_EXTENT {
+                    let e = crate::format::ExtentItem::decode(&v, first, total)?;
+                    self.meta.alloc.free_later(e.disk_start, e.len());
+                }
+                self.meta.tree.remove(&k)?;
+            }
+        }
+        self.meta
+            .tree
+            .remove(&Key::new(OBJECT_FS, KIND_ORPHAN, ino))?;
+        if let Some(d) = self.dirty.remove(&ino) {
+            self.dirty_blocks -= d.len() as u64;
+        }
+        self.writeback.remove(&ino);
+        self.live.remove(&ino);
+        self.meta.inode_count = self.meta.inode_count.saturating_sub(1);
+        Ok(())
+    }
+}
