@@ -15,7 +15,7 @@ mod file;
 mod mem;
 
 pub use buf::{AlignedBuf, BufPool, BUF_ALIGN};
-pub use file::FileDevice;
+pub use file::{is_block_device, FileDevice, Medium, MIN_IMAGE_SIZE};
 pub use mem::MemDevice;
 
 use std::io;
@@ -56,4 +56,27 @@ pub(crate) fn check_aligned(align: u32, offset: u64, len: u64, capacity: u64) ->
             ),
         )),
     }
+}
+
+/// Checks that every buffer of a vectored write is a whole number of blocks (`O_DIRECT` wants
+/// each segment aligned, not only the total) and returns their total length, for
+/// `check_aligned`.
+pub(crate) fn check_bufs(align: u32, bufs: &[&AlignedBuf]) -> io::Result<u64> {
+    let a = u64::from(align);
+    let mut total = 0u64;
+    for (i, buf) in bufs.iter().enumerate() {
+        let len = buf.len() as u64;
+        if len % a != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "unaligned I/O: buffer {i} of {} has length {len} (alignment {a})",
+                    bufs.len()
+                ),
+            ));
+        }
+        // Saturating: an absurd total is then refused by `check_aligned` as past the end.
+        total = total.saturating_add(len);
+    }
+    Ok(total)
 }
