@@ -132,7 +132,8 @@ impl FileDevice {
             Medium::BlockDevice => block_geometry(&file, path)?,
             Medium::ImageFile => {
                 lock_image(&file, path, read_only)?;
-                image_geometry(&file, &opened, path)?
+                let align = image_align(&file, path)?;
+                (align, round_down(opened.len(), align))
             }
         };
         Ok(FileDevice {
@@ -146,9 +147,9 @@ impl FileDevice {
         })
     }
 
-    /// Creates a new, sparse image file of `size` bytes at `path` (never an existing one), and
-    /// checks that it can be opened with `O_DIRECT`. `size` must be a multiple of 4096 and at
-    /// least `MIN_IMAGE_SIZE`. On failure nothing is left behind.
+    /// Creates a new, sparse image file of `size` bytes at `path` (never an existing one), on a
+    /// filesystem that can do `O_DIRECT` on it, and makes it durable. `size` must be a multiple
+    /// of 4096 and at least `MIN_IMAGE_SIZE`. On failure nothing is left behind.
     pub fn create_image(path: &Path, size: u64) -> io::Result<()> {
         let bad_size = |why: String| {
             path_err(
@@ -165,25 +166,31 @@ impl FileDevice {
                 "smaller than the minimum of {MIN_IMAGE_SIZE} bytes (16 MiB)"
             )));
         }
+        // Created with O_DIRECT, so that a filesystem that cannot do it is refused now, before
+        // anyone writes into a useless image.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| match e.kind() {
-                ErrorKind::AlreadyExists => path_err(
+            .map_err(|e| match (e.kind(), e.raw_os_error()) {
+                (ErrorKind::AlreadyExists, _) => path_err(
                     e.kind(),
                     path,
                     "cannot create image: the file already exists",
                 ),
-                kind => path_err(kind, path, format_args!("cannot create image: {e}")),
+                (_, Some(libc::EINVAL)) => {
+                    // The kernel creates the file before it refuses O_DIRECT; O_EXCL made
+                    // it ours.
+                    let _ = std::fs::remove_file(path);
+                    no_o_direct(path)
+                }
+                (kind, _) => path_err(kind, path, format_args!("cannot create image: {e}")),
             })?;
-        let sized = size_and_sync(&file, path, size);
-        drop(file);
-        // Opening it now refuses, while nothing is in the image yet, a filesystem that cannot
-        // do O_DIRECT.
-        let made = sized.and_then(|()| FileDevice::open(path, false).map(drop));
+        let made = check_o_direct(&file, path)
+            .and_then(|()| image_align(&file, path))
+            .and_then(|_| size_and_sync(&file, path, size));
         if made.is_err() {
             // Ours: created with O_EXCL above.
             let _ = std::fs::remove_file(path);
@@ -286,11 +293,14 @@ impl BlockDevice for FileDevice {
         while done < len {
             // A short read that ends off a block boundary cannot be continued with O_DIRECT:
             // it can only be the end of a file that shrank under us.
-            let n = match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                _ if done % self.align as usize != 0 => 0,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let n = if done % self.align as usize != 0 {
+                0
+            } else {
+                match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
             };
             if n == 0 {
                 return Err(io::Error::new(
@@ -497,10 +507,10 @@ fn block_geometry(file: &File, path: &Path) -> io::Result<(u32, u64)> {
     Ok((align, round_down(bytes, align)))
 }
 
-/// Alignment and capacity of an image file: `IMAGE_ALIGN`, or more if the filesystem under it
-/// reports a larger direct-I/O alignment (statx `STATX_DIOALIGN`).
-fn image_geometry(file: &File, meta: &Metadata, path: &Path) -> io::Result<(u32, u64)> {
-    let align = match dio_align(file) {
+/// Alignment of an image file: `IMAGE_ALIGN`, or more if the filesystem under it reports a
+/// larger direct-I/O alignment (statx `STATX_DIOALIGN`).
+fn image_align(file: &File, path: &Path) -> io::Result<u32> {
+    Ok(match dio_align(file) {
         // The kernel or the filesystem does not report it: O_DIRECT was accepted, and any
         // filesystem's direct-I/O alignment is at most the usual 4 KiB.
         None => IMAGE_ALIGN,
@@ -521,8 +531,7 @@ fn image_geometry(file: &File, meta: &Metadata, path: &Path) -> io::Result<(u32,
             }
             offset_align.max(IMAGE_ALIGN)
         }
-    };
-    Ok((align, round_down(meta.len(), align)))
+    })
 }
 
 /// `(stx_dio_offset_align, stx_dio_mem_align)`, if the kernel reports them for `file`.
@@ -605,4 +614,44 @@ fn path_err(kind: ErrorKind, path: &Path, msg: impl Display) -> io::Error {
 /// An error that is a statement about `path`: "PATH is ...".
 fn path_is(kind: ErrorKind, path: &Path, what: impl Display) -> io::Error {
     io::Error::new(kind, format!("{} {what}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_drops_written_bytes_across_buffers() {
+        let (a, b, c) = ([1u8; 8], [2u8; 4], [3u8; 8]);
+        let mut todo: Vec<&[u8]> = vec![&a, &b, &c];
+        assert_eq!(advance(&mut todo, 0, 0), 0);
+        assert_eq!(advance(&mut todo, 0, 3), 0);
+        assert_eq!(todo[0], &[1u8; 5]);
+        assert_eq!(advance(&mut todo, 0, 5), 1);
+        assert_eq!(advance(&mut todo, 1, 6), 2);
+        assert_eq!(todo[2], &[3u8; 6]);
+        assert_eq!(advance(&mut todo, 2, 6), 3);
+        // More than is left (the kernel never does this) stops at the end.
+        assert_eq!(advance(&mut todo, 3, 1), 3);
+    }
+
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    ))]
+    #[test]
+    fn block_ioctl_numbers_match_linux_fs_h() {
+        assert_eq!(blk::BLKGETSIZE64, 0x8008_1272);
+        assert_eq!(blk::BLKDISCARD, 0x1277);
+        assert_eq!(blk::BLKSSZGET, 0x1268);
+    }
+
+    #[test]
+    fn capacity_rounds_down_to_the_alignment() {
+        assert_eq!(round_down(16 << 20, 4096), 16 << 20);
+        assert_eq!(round_down((16 << 20) + 4095, 4096), 16 << 20);
+        assert_eq!(round_down(1023, 512), 512);
+        assert_eq!(round_down(0, 4096), 0);
+    }
 }
