@@ -2,12 +2,15 @@
 //! happen with the lock released.
 
 use super::data::Src;
-use super::state::{check_name, inode_key, DirtyBlock, Live};
+use super::state::{check_name, inode_key, DirtyBlock};
 use super::*;
 use crate::format::{
     decode_xattr_bucket, encode_xattr_bucket, max_item_value, name_hash, InodeItem, FIRST_COOKIE,
     KIND_SYMLINK, KIND_XATTR,
 };
+
+/// The (name, value) pairs of one xattr bucket.
+type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Most hard links to one inode (ext4's limit).
 const LINK_MAX: u32 = 65000;
@@ -504,7 +507,7 @@ impl Fs {
     pub fn open(&self, ino: Ino) -> Result<()> {
         let mut st = self.lock();
         st.inode(ino)?;
-        st.live.entry(ino).or_insert(Live::default()).opens += 1;
+        st.live.entry(ino).or_default().opens += 1;
         Ok(())
     }
 
@@ -797,11 +800,7 @@ impl Fs {
 
     // ---- xattrs ----
 
-    fn xattr_bucket(
-        st: &mut State,
-        ino: Ino,
-        name: &[u8],
-    ) -> Result<(Key, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn xattr_bucket(st: &mut State, ino: Ino, name: &[u8]) -> Result<(Key, XattrList)> {
         st.inode(ino)?;
         let key = Key::new(ino, KIND_XATTR, name_hash(name));
         let list = match st.meta.tree.get(&key)? {

@@ -211,11 +211,11 @@ impl Tree {
         {
             let level = self.root.level + 1;
             let left = std::mem::replace(&mut self.root, Box::new(Node::empty_leaf()));
-            self.root = Box::new(Node {
+            *self.root = Node {
                 level,
                 disk: None,
                 body: Body::Inner(vec![(Key::MIN, Child::Mem(left)), (k, Child::Mem(right))]),
-            });
+            };
         }
         Ok(())
     }
@@ -225,13 +225,10 @@ impl Tree {
         let cap = self.capacity();
         let old = remove_rec(&self.io, &mut self.root, key, cap, &mut self.freed)?;
         // Collapse a root with a single child; an inner root with none becomes an empty leaf.
-        loop {
-            let Body::Inner(children) = &mut self.root.body else {
-                break;
-            };
+        while let Body::Inner(children) = &mut self.root.body {
             match children.len() {
                 0 => {
-                    self.root = Box::new(Node::empty_leaf());
+                    *self.root = Node::empty_leaf();
                     break;
                 }
                 1 => {
@@ -324,11 +321,11 @@ fn range_rec(
         Body::Inner(children) => {
             let first = child_index(children, from);
             let level = node.level - 1;
-            for i in first..children.len() {
-                if children[i].0 > *to || out.len() >= limit {
+            for (sep, child) in children[first..].iter_mut() {
+                if *sep > *to || out.len() >= limit {
                     break;
                 }
-                let child = load_child(io, &mut children[i].1, level)?;
+                let child = load_child(io, child, level)?;
                 range_rec(io, child, from, to, limit, out)?;
             }
         }
