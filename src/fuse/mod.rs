@@ -21,7 +21,10 @@
 //! - Everything else is metadata served from verified, cached trees, done inline.
 
 mod convert;
+mod kernel_mount;
 mod pool;
+
+pub use kernel_mount::mount;
 
 use crate::error::{Error, Result};
 use crate::fs::{self, Attr, Fs, Ino, SetAttr};
