@@ -22,7 +22,6 @@
 
 use super::mkfs;
 use super::options::{parse_mount_options, MountOpts};
-use super::size::format_size;
 use fuser::{BackgroundSession, Session};
 use log::{error, info, warn};
 use nix::errno::Errno;
@@ -121,11 +120,7 @@ fn default_image() -> Result<PathBuf, String> {
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let report =
                 mkfs::create_and_format(&path, DEFAULT_IMAGE_SIZE, &MkfsOptions::default())?;
-            println!(
-                "no PATH given: {} (new {} default image)",
-                mkfs::describe(&path, &report),
-                format_size(DEFAULT_IMAGE_SIZE)
-            );
+            println!("{} (no PATH given)", mkfs::describe(&path, &report));
             Ok(path)
         }
         Err(e) => Err(format!("cannot access {}: {e}", path.display())),
@@ -157,8 +152,10 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
     }
     let fs = Fs::mount(Arc::new(dev), fs_opts)
         .map_err(|e| format!("cannot mount {}: {e}", device.display()))?;
-    let fuse = StableFuse::new(fs, opts.workers)
-        .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let fuse = StableFuse::new(Arc::clone(&fs), opts.workers).map_err(|e| {
+        let _ = fs.shutdown();
+        format!("cannot start worker threads: {e}")
+    })?;
     let shutdown = fuse.shutdown_handle();
     let config = fuse::config(&MountConfig {
         device: device.clone(),
@@ -167,7 +164,7 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
         fuse_threads: opts.fuse_threads,
         vfs_flags: opts.vfs_flags(),
     });
-    let session = match Session::new(fuse, mountpoint, &config).and_then(Session::spawn) {
+    let session = match fuse::mount(fuse, mountpoint, &config).and_then(Session::spawn) {
         Ok(session) => session,
         Err(e) => {
             // Without a session, destroy may never have run.
@@ -190,9 +187,8 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
                 .map_err(|e| format!("cannot start the signal thread: {e}"))
         });
     if let Err(e) = answered {
-        if let Err(e) = session.umount_and_join() {
-            warn!("unmounting {} again: {e}", mountpoint.display());
-        }
+        unmount(mountpoint);
+        let _ = session.join();
         let _ = shutdown.shutdown();
         return Err(e);
     }
