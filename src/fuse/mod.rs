@@ -18,7 +18,8 @@
 //!   design wants (into a private bounce buffer, computing the crc in the same pass). That is
 //!   a memcpy of cache-hot data that only blocks under memory pressure, so a second copy would
 //!   cost more than it saves.
-//! - Everything else is metadata served from verified, cached trees, done inline.
+//! - Everything else is metadata, done inline: it is served from trees cached in memory once
+//!   verified, so only a cold lookup waits for a block.
 
 mod convert;
 mod kernel_mount;
@@ -48,7 +49,7 @@ use std::time::{Duration, SystemTime};
 /// How long the kernel may cache attributes and entries: we are the only writer, so any
 /// change goes through us and the kernel sees its effect in the reply.
 const TTL: Duration = Duration::from_secs(1);
-/// Inode numbers are never reused while the filesystem is mounted.
+/// Generations only matter for NFS export (`FUSE_EXPORT_SUPPORT`), which we do not offer.
 const GENERATION: Generation = Generation(0);
 const MIB: u32 = 1 << 20;
 
