@@ -1,5 +1,205 @@
 //! The `stablefs` command: mkfs, mount and the tools, as subcommands.
-fn main() {
-    eprintln!("stablefs: not yet");
-    std::process::exit(1);
+//!
+//! Failures print `stablefs: <message>` on stderr and exit 1; usage errors are clap's (exit 2).
+//! Logs go to stderr (`--log FILE` for a mount daemon), level `info` unless `RUST_LOG` says
+//! otherwise.
+
+mod cli;
+
+use clap::{Args, Parser, Subcommand};
+use cli::size::parse_size;
+use stablefs::mkfs::MkfsOptions;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "stablefs",
+    version,
+    about = "A FUSE filesystem that checksums every block and verifies every read",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write an empty stablefs onto a block device or image file
+    Mkfs(MkfsArgs),
+    /// Mount a stablefs (in the background unless -f)
+    Mount(MountArgs),
+    // To come: fsck, scrub, status.
+}
+
+#[derive(Args)]
+struct MkfsArgs {
+    /// Size of the image file: bytes, or a number with K, M, G or T (powers of 1024).
+    /// Creates PATH (sparse) if it does not exist; extends a smaller image file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    size: Option<u64>,
+    /// Filesystem block size in bytes (a power of two from 4K to 64K)
+    #[arg(long, value_name = "BYTES", value_parser = parse_block_size)]
+    block_size: Option<u32>,
+    /// A name for the filesystem, up to 64 bytes of UTF-8
+    #[arg(long, value_name = "TEXT", value_parser = parse_label)]
+    label: Option<String>,
+    /// Overwrite an existing filesystem
+    #[arg(long)]
+    force: bool,
+    /// Block device or image file
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
+}
+
+#[derive(Args)]
+#[command(
+    override_usage = "stablefs mount [-f] [-o OPTIONS]... [--log FILE] [PATH] MOUNTPOINT",
+    after_help = "Arguments:
+  [PATH]      Block device or image file [default: ./stablefs.img, created (1 GiB, sparse)
+              and formatted if it does not exist]
+  MOUNTPOINT  Existing directory to mount on"
+)]
+struct MountArgs {
+    /// Stay in the foreground instead of detaching once mounted
+    #[arg(short, long)]
+    foreground: bool,
+    /// Comma-separated mount options, repeatable: ro, rw, allow_other, default_permissions
+    /// (always on), commit=SECONDS, threads=N (FUSE threads), workers=N (read/fsync workers),
+    /// and the generic ones mount(8) passes (nodev, nosuid, noexec, noatime, ...)
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// Append the daemon's logs to FILE instead of writing them to stderr
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// [PATH] MOUNTPOINT: one argument is the MOUNTPOINT, two are PATH and MOUNTPOINT
+    #[arg(value_name = "MOUNTPOINT", hide = true)]
+    first: PathBuf,
+    #[arg(value_name = "MOUNTPOINT", hide = true)]
+    second: Option<PathBuf>,
+}
+
+fn parse_block_size(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    u32::try_from(bytes).map_err(|_| format!("block size '{text}' is far too large"))
+}
+
+fn parse_label(text: &str) -> Result<String, String> {
+    match text.len() {
+        0..=64 => Ok(text.to_owned()),
+        n => Err(format!(
+            "the label is {n} bytes long; at most 64 are allowed"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("stablefs: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Mkfs(args) => {
+            init_logging(None);
+            let defaults = MkfsOptions::default();
+            let opts = MkfsOptions {
+                block_size: args.block_size.unwrap_or(defaults.block_size),
+                label: args.label.unwrap_or_default(),
+                force: args.force,
+            };
+            cli::mkfs::run(&args.path, args.size, &opts)
+        }
+        Command::Mount(args) => {
+            let log = args.log.as_ref().map(open_log).transpose()?;
+            init_logging(log.as_ref());
+            // One positional: the MOUNTPOINT. Two: PATH MOUNTPOINT.
+            let (device, mountpoint) = match args.second {
+                Some(mountpoint) => (Some(args.first), mountpoint),
+                None => (None, args.first),
+            };
+            cli::mount::run(cli::mount::MountArgs {
+                foreground: args.foreground,
+                options: args.options,
+                log,
+                device,
+                mountpoint,
+            })
+        }
+    }
+}
+
+fn open_log(path: &PathBuf) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+}
+
+/// `info` unless `RUST_LOG` says otherwise; to `log` when given, else stderr.
+fn init_logging(log: Option<&File>) {
+    let env = env_logger::Env::default().default_filter_or("info");
+    let mut builder = env_logger::Builder::from_env(env);
+    if let Some(file) = log.and_then(|f| f.try_clone().ok()) {
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    builder.init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stablefs").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn mount_positionals() {
+        let Command::Mount(m) = parse(&["mount", "/mnt"]).unwrap().command else {
+            panic!("not mount")
+        };
+        assert_eq!((m.first, m.second), (PathBuf::from("/mnt"), None));
+        let Command::Mount(m) = parse(&["mount", "-f", "-o", "ro", "img", "/mnt", "-o", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!("not mount")
+        };
+        assert!(m.foreground);
+        assert_eq!(m.options, ["ro", "x"]);
+        assert_eq!(m.second, Some(PathBuf::from("/mnt")));
+        assert!(parse(&["mount"]).is_err());
+        assert!(parse(&["mount", "a", "b", "c"]).is_err());
+    }
+
+    #[test]
+    fn mkfs_arguments() {
+        let Command::Mkfs(m) = parse(&["mkfs", "--size", "1G", "--block-size", "16K", "x.img"])
+            .unwrap()
+            .command
+        else {
+            panic!("not mkfs")
+        };
+        assert_eq!((m.size, m.block_size), (Some(1 << 30), Some(16384)));
+        assert!(parse(&["mkfs", "--size", "1.5G", "x.img"]).is_err());
+        assert!(parse(&["mkfs", "--block-size", "8T", "x.img"]).is_err());
+        assert!(parse(&["mkfs", "--label", &"x".repeat(65), "x.img"]).is_err());
+        assert!(parse(&["mkfs"]).is_err());
+    }
 }

@@ -1,0 +1,6 @@
+//! The subcommands of the `stablefs` binary, each a `run` that returns a message on failure.
+
+pub mod mkfs;
+pub mod mount;
+pub mod options;
+pub mod size;
