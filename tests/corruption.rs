@@ -14,20 +14,30 @@ use std::path::Path;
 const BS: usize = 4096;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(211).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(211).wrapping_add(seed))
+        .collect()
 }
 
 /// Finds the only occurrence of `marker` in the image.
 fn find_in_image(image: &Path, marker: &[u8]) -> u64 {
     let img = fs::read(image).unwrap();
-    let mut hits = img.windows(marker.len()).enumerate().filter(|(_, w)| *w == marker).map(|(i, _)| i);
+    let mut hits = img
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| *w == marker)
+        .map(|(i, _)| i);
     let at = hits.next().expect("marker is on the image");
     assert!(hits.next().is_none(), "marker is unique on the image");
     at as u64
 }
 
 fn flip_byte(image: &Path, at: u64) {
-    let f = fs::OpenOptions::new().read(true).write(true).open(image).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, at).unwrap();
     b[0] ^= 0x20;
@@ -44,7 +54,9 @@ fn damaged_data_block_is_eio_and_nothing_else() {
     data[marker_off..marker_off + marker.len()].copy_from_slice(marker);
     fs::write(t.path("victim"), &data).unwrap();
     fs::write(t.path("bystander"), pattern(2 << 20, 6)).unwrap();
-    let ino = fs::metadata(t.path("victim")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let ino = fs::metadata(t.path("victim"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
     t.unmount();
     let at = find_in_image(&t.image, marker);
     flip_byte(&t.image, at + 4);
@@ -53,16 +65,27 @@ fn damaged_data_block_is_eio_and_nothing_else() {
     let f = File::open(t.path("victim")).unwrap();
     // The damaged block: EIO, at any offset and size that touches it.
     let mut buf = vec![0u8; BS];
-    let e = f.read_exact_at(&mut buf, (bad_block * BS) as u64).unwrap_err();
+    let e = f
+        .read_exact_at(&mut buf, (bad_block * BS) as u64)
+        .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
     let mut small = [0u8; 10];
-    assert_eq!(f.read_exact_at(&mut small, marker_off as u64).unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert_eq!(
+        f.read_exact_at(&mut small, marker_off as u64)
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EIO)
+    );
     // A whole-file read stops with EIO; what it returned before that is correct.
     let mut whole = File::open(t.path("victim")).unwrap();
     let mut got = Vec::new();
     let r = whole.read_to_end(&mut got);
     assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
-    assert_eq!(got[..], data[..got.len()], "bytes returned before the error are the written ones");
+    assert_eq!(
+        got[..],
+        data[..got.len()],
+        "bytes returned before the error are the written ones"
+    );
     assert!(got.len() <= bad_block * BS);
     // Every other block of the file reads correctly.
     for b in (0..data.len() / BS).filter(|&b| b != bad_block) {
@@ -72,13 +95,24 @@ fn damaged_data_block_is_eio_and_nothing_else() {
     assert_eq!(fs::read(t.path("bystander")).unwrap(), pattern(2 << 20, 6));
     // Logged once per failed read with inode, offset and device block.
     let log = t.log();
-    let line = log.lines().find(|l| l.contains("checksum error")).expect("the mismatch is logged");
+    let line = log
+        .lines()
+        .find(|l| l.contains("checksum error"))
+        .expect("the mismatch is logged");
     assert!(line.contains(&format!("inode {ino}")), "{line}");
-    assert!(line.contains(&format!("file offset {}", bad_block * BS)), "{line}");
+    assert!(
+        line.contains(&format!("file offset {}", bad_block * BS)),
+        "{line}"
+    );
     assert!(line.contains("device block"), "{line}");
     // Reading the same damaged block again fails again: bad bytes are never cached.
-    whole.seek(SeekFrom::Start((bad_block * BS) as u64)).unwrap();
-    assert_eq!(whole.read(&mut buf).unwrap_err().raw_os_error(), Some(libc::EIO));
+    whole
+        .seek(SeekFrom::Start((bad_block * BS) as u64))
+        .unwrap();
+    assert_eq!(
+        whole.read(&mut buf).unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
 }
 
 #[test]
@@ -86,7 +120,11 @@ fn damaged_metadata_block_is_reported_without_panic() {
     let mut t = TestFs::new();
     fs::create_dir(t.path("d")).unwrap();
     for i in 0..300 {
-        fs::write(t.path(&format!("d/meta-victim-name-{i:04}")), format!("content {i}")).unwrap();
+        fs::write(
+            t.path(&format!("d/meta-victim-name-{i:04}")),
+            format!("content {i}"),
+        )
+        .unwrap();
     }
     fs::write(t.path("unrelated"), b"still fine").unwrap();
     t.unmount();
@@ -94,9 +132,17 @@ fn damaged_metadata_block_is_reported_without_panic() {
     // entry; damage the leaves holding both.
     let img = fs::read(&t.image).unwrap();
     let name = b"meta-victim-name-0150";
-    let hits: Vec<usize> = img.windows(name.len()).enumerate().filter(|(_, w)| *w == name).map(|(i, _)| i).collect();
+    let hits: Vec<usize> = img
+        .windows(name.len())
+        .enumerate()
+        .filter(|(_, w)| *w == name)
+        .map(|(i, _)| i)
+        .collect();
     drop(img);
-    assert!(hits.len() >= 2, "the name is in two leaf items (and maybe older copies)");
+    assert!(
+        hits.len() >= 2,
+        "the name is in two leaf items (and maybe older copies)"
+    );
     for at in hits {
         flip_byte(&t.image, at as u64 + 2);
     }
@@ -128,7 +174,9 @@ fn damaged_metadata_block_is_reported_without_panic() {
 fn garbage_image_is_refused_clearly() {
     let dir = common::scratch_dir();
     let image = dir.path().join("garbage.img");
-    let junk: Vec<u8> = (0..(64u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let junk: Vec<u8> = (0..(64u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     fs::write(&image, junk).unwrap();
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();

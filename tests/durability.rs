@@ -9,7 +9,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(89).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(89).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -21,7 +23,10 @@ fn fsynced_data_survives_sigkill() {
     f.sync_all().unwrap();
     // fsync of the directory makes the name durable too.
     File::open(t.path("dir")).unwrap().sync_all().unwrap();
-    let mut g = OpenOptions::new().append(true).open(t.path("dir/synced")).unwrap();
+    let mut g = OpenOptions::new()
+        .append(true)
+        .open(t.path("dir/synced"))
+        .unwrap();
     g.write_all(b"appended").unwrap();
     g.sync_data().unwrap();
     // Data written after the last fsync may or may not survive, but must never corrupt.
@@ -34,7 +39,10 @@ fn fsynced_data_survives_sigkill() {
     if let Ok(d) = fs::read(t.path("dir/unsynced")) {
         let want = pattern(3 << 20, 2);
         assert!(d.len() <= want.len());
-        assert!(d.iter().zip(&want).all(|(a, b)| a == b || *a == 0), "unsynced data is old, zero or new, never garbage");
+        assert!(
+            d.iter().zip(&want).all(|(a, b)| a == b || *a == 0),
+            "unsynced data is old, zero or new, never garbage"
+        );
     }
     assert!(!t.log().contains("checksum error"), "{}", t.log());
 }
@@ -62,7 +70,11 @@ fn repeated_kills_during_writes_stay_clean() {
         let _ = writer.join();
         t.mount();
         for r in 0..=round {
-            assert_eq!(fs::read(t.path(&format!("round{r}"))).unwrap(), pattern(2 << 20, r), "round {r}");
+            assert_eq!(
+                fs::read(t.path(&format!("round{r}"))).unwrap(),
+                pattern(2 << 20, r),
+                "round {r}"
+            );
         }
         if let Ok(b) = fs::read(t.path("busy")) {
             assert!(b.len() <= 256 << 10);
@@ -76,15 +88,8 @@ fn sigterm_and_sigint_unmount_cleanly() {
     for sig in [libc::SIGTERM, libc::SIGINT] {
         let mut t = TestFs::new();
         fs::write(t.path("f"), b"kept").unwrap();
-        let pid = t.daemon_pid().expect("daemon running");
-        // Safe because kill only sends a signal to our own child.
-        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while t.is_mounted() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        assert!(!t.is_mounted(), "signal {sig} did not unmount");
-        t.unmount();
+        // Unmounts, commits, exits 0 (asserted by the harness).
+        t.stop_with_signal(sig);
         t.mount();
         assert_eq!(fs::read(t.path("f")).unwrap(), b"kept");
     }

@@ -29,13 +29,24 @@ fn last_errno() -> i32 {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(167).wrapping_add(seed) ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(167).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
 }
 
 fn renameat2(from: &Path, to: &Path, flags: u32) -> i32 {
     let (a, b) = (cstr(from), cstr(to));
     // Safe because both pointers are valid NUL-terminated strings that outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
     if r == 0 {
         0
     } else {
@@ -86,7 +97,11 @@ fn regular_files_offsets_append_truncate() {
 fn sparse_and_beyond_4gib() {
     let t = TestFs::new();
     let p = t.path("sparse");
-    let f = OpenOptions::new().create(true).write(true).open(&p).unwrap();
+    let f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
     let far = 6u64 << 30; // beyond the 1 GiB image: only one block is stored
     use std::os::unix::fs::FileExt;
     f.write_all_at(b"far away", far).unwrap();
@@ -95,7 +110,11 @@ fn sparse_and_beyond_4gib() {
     drop(f);
     let m = fs::metadata(&p).unwrap();
     assert_eq!(m.len(), far + 8);
-    assert!(m.blocks() <= 16, "holes take no blocks: {} sectors", m.blocks());
+    assert!(
+        m.blocks() <= 16,
+        "holes take no blocks: {} sectors",
+        m.blocks()
+    );
     let f = File::open(&p).unwrap();
     let mut buf = vec![1u8; 64];
     f.read_exact_at(&mut buf, 1 << 30).unwrap();
@@ -140,7 +159,9 @@ fn directories_and_readdir() {
             break;
         }
         // Safe because readdir returned a valid dirent whose d_name is NUL-terminated.
-        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_string_lossy().into_owned();
+        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
         *seen.entry(name).or_insert(0) += 1;
         n += 1;
         if n == 500 {
@@ -199,21 +220,48 @@ fn renames_all_flavours() {
     assert_eq!(fs::metadata(t.path("b")).unwrap().nlink(), 3);
     fs::create_dir(t.path("a/d3")).unwrap();
     fs::write(t.path("b/d2/full"), b"").unwrap();
-    assert_eq!(errno_of(fs::rename(t.path("a/d3"), t.path("b/d2"))), libc::ENOTEMPTY);
-    assert_eq!(errno_of(fs::rename(t.path("a/d3"), t.path("b/g"))), libc::ENOTDIR);
-    assert_eq!(errno_of(fs::rename(t.path("b/g"), t.path("a/d3"))), libc::EISDIR);
-    assert_eq!(errno_of(fs::rename(t.path("b"), t.path("b/d2/inside"))), libc::EINVAL);
+    assert_eq!(
+        errno_of(fs::rename(t.path("a/d3"), t.path("b/d2"))),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno_of(fs::rename(t.path("a/d3"), t.path("b/g"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(t.path("b/g"), t.path("a/d3"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(t.path("b"), t.path("b/d2/inside"))),
+        libc::EINVAL
+    );
     // RENAME_NOREPLACE and RENAME_EXCHANGE.
     fs::write(t.path("x"), b"x").unwrap();
     fs::write(t.path("y"), b"y").unwrap();
-    assert_eq!(renameat2(&t.path("x"), &t.path("y"), libc::RENAME_NOREPLACE), libc::EEXIST);
-    assert_eq!(renameat2(&t.path("x"), &t.path("z"), libc::RENAME_NOREPLACE), 0);
-    assert_eq!(renameat2(&t.path("z"), &t.path("y"), libc::RENAME_EXCHANGE), 0);
+    assert_eq!(
+        renameat2(&t.path("x"), &t.path("y"), libc::RENAME_NOREPLACE),
+        libc::EEXIST
+    );
+    assert_eq!(
+        renameat2(&t.path("x"), &t.path("z"), libc::RENAME_NOREPLACE),
+        0
+    );
+    assert_eq!(
+        renameat2(&t.path("z"), &t.path("y"), libc::RENAME_EXCHANGE),
+        0
+    );
     assert_eq!(fs::read(t.path("z")).unwrap(), b"y");
     assert_eq!(fs::read(t.path("y")).unwrap(), b"x");
-    assert_eq!(renameat2(&t.path("z"), &t.path("nothing"), libc::RENAME_EXCHANGE), libc::ENOENT);
+    assert_eq!(
+        renameat2(&t.path("z"), &t.path("nothing"), libc::RENAME_EXCHANGE),
+        libc::ENOENT
+    );
     // Exchange a file and a directory across parents.
-    assert_eq!(renameat2(&t.path("y"), &t.path("a/d3"), libc::RENAME_EXCHANGE), 0);
+    assert_eq!(
+        renameat2(&t.path("y"), &t.path("a/d3"), libc::RENAME_EXCHANGE),
+        0
+    );
     assert!(t.path("y").is_dir());
     assert_eq!(fs::read(t.path("a/d3")).unwrap(), b"x");
 }
@@ -224,7 +272,10 @@ fn links_symlinks_attributes() {
     fs::write(t.path("f"), b"data").unwrap();
     fs::hard_link(t.path("f"), t.path("h")).unwrap();
     assert_eq!(fs::metadata(t.path("f")).unwrap().nlink(), 2);
-    assert_eq!(fs::metadata(t.path("f")).unwrap().ino(), fs::metadata(t.path("h")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(t.path("f")).unwrap().ino(),
+        fs::metadata(t.path("h")).unwrap().ino()
+    );
     fs::remove_file(t.path("f")).unwrap();
     assert_eq!(fs::metadata(t.path("h")).unwrap().nlink(), 1);
     assert_eq!(fs::read(t.path("h")).unwrap(), b"data");
@@ -233,7 +284,10 @@ fn links_symlinks_attributes() {
     assert_eq!(fs::read(t.path("s")).unwrap(), b"data");
     let long_target = "t/".repeat(1500);
     std::os::unix::fs::symlink(&long_target, t.path("long")).unwrap();
-    assert_eq!(fs::read_link(t.path("long")).unwrap(), Path::new(&long_target));
+    assert_eq!(
+        fs::read_link(t.path("long")).unwrap(),
+        Path::new(&long_target)
+    );
     // chmod, chown, utimens and the times ext4 keeps.
     fs::set_permissions(t.path("h"), fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(fs::metadata(t.path("h")).unwrap().mode() & 0o7777, 0o600);
@@ -242,18 +296,32 @@ fn links_symlinks_attributes() {
     assert_eq!((m.uid(), m.gid()), (1234, 5678));
     let c = cstr(&t.path("h"));
     let times = [
-        libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 123_456_789 },
-        libc::timespec { tv_sec: 1_100_000_000, tv_nsec: 987_654_321 },
+        libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 123_456_789,
+        },
+        libc::timespec {
+            tv_sec: 1_100_000_000,
+            tv_nsec: 987_654_321,
+        },
     ];
     // Safe because `c` and `times` are valid for the call.
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }, 0);
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
     let m = fs::metadata(t.path("h")).unwrap();
     assert_eq!((m.atime(), m.atime_nsec()), (1_000_000_000, 123_456_789));
     assert_eq!((m.mtime(), m.mtime_nsec()), (1_100_000_000, 987_654_321));
     let ctime_before = (m.ctime(), m.ctime_nsec());
     std::thread::sleep(std::time::Duration::from_millis(20));
     // Writing moves mtime and ctime; chmod moves only ctime.
-    OpenOptions::new().append(true).open(t.path("h")).unwrap().write_all(b"+").unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(t.path("h"))
+        .unwrap()
+        .write_all(b"+")
+        .unwrap();
     let m2 = fs::metadata(t.path("h")).unwrap();
     assert!(m2.mtime() > 1_100_000_000);
     assert!((m2.ctime(), m2.ctime_nsec()) > ctime_before);
@@ -290,7 +358,15 @@ fn xattrs_through_the_mount() {
     let set = |name: &str, val: &[u8], flags: i32| -> i32 {
         let n = CString::new(name).unwrap();
         // Safe because all pointers are valid for the given lengths.
-        let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), val.as_ptr().cast(), val.len(), flags) };
+        let r = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                val.as_ptr().cast(),
+                val.len(),
+                flags,
+            )
+        };
         if r == 0 {
             0
         } else {
@@ -301,7 +377,8 @@ fn xattrs_through_the_mount() {
         let n = CString::new(name).unwrap();
         let mut buf = vec![0u8; 4096];
         // Safe because `buf` is valid for its length.
-        let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let r =
+            unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if r < 0 {
             Err(last_errno())
         } else {
@@ -320,7 +397,10 @@ fn xattrs_through_the_mount() {
     // Safe because `list` is valid for its length.
     let n = unsafe { libc::listxattr(p.as_ptr(), list.as_mut_ptr().cast(), list.len()) };
     assert!(n > 0);
-    let mut names: Vec<&[u8]> = list[..n as usize].split(|&b| b == 0).filter(|s| !s.is_empty()).collect();
+    let mut names: Vec<&[u8]> = list[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .collect();
     names.sort();
     assert_eq!(names, vec![&b"user.one"[..], b"user.two"]);
     let n1 = CString::new("user.one").unwrap();
@@ -342,7 +422,10 @@ fn statfs_reports_real_numbers() {
     let s0 = stat();
     assert_eq!(s0.f_bsize, 4096);
     let total = s0.f_blocks * s0.f_frsize;
-    assert!(total > (1 << 30) - (1 << 20) && total <= 1 << 30, "total {total}");
+    assert!(
+        total > (1 << 30) - (1 << 20) && total <= 1 << 30,
+        "total {total}"
+    );
     assert_eq!(s0.f_namemax, 255);
     let f = File::create(t.path("fill")).unwrap();
     (&f).write_all(&vec![7u8; 64 << 20]).unwrap();
@@ -350,13 +433,21 @@ fn statfs_reports_real_numbers() {
     drop(f);
     let s1 = stat();
     let used = (s0.f_bfree - s1.f_bfree) * s1.f_frsize;
-    assert!(used >= 64 << 20 && used < 66 << 20, "64 MiB written, {used} bytes used");
+    assert!(
+        used >= 64 << 20 && used < 66 << 20,
+        "64 MiB written, {used} bytes used"
+    );
     fs::remove_file(t.path("fill")).unwrap();
     // Freed space comes back once the deleting commit is durable.
     File::create(t.path("sync")).unwrap().sync_all().unwrap();
     File::create(t.path("sync2")).unwrap().sync_all().unwrap();
     let s2 = stat();
-    assert!(s2.f_bfree + 64 >= s0.f_bfree, "bfree {} vs {}", s2.f_bfree, s0.f_bfree);
+    assert!(
+        s2.f_bfree + 64 >= s0.f_bfree,
+        "bfree {} vs {}",
+        s2.f_bfree,
+        s0.f_bfree
+    );
 }
 
 #[test]
@@ -382,7 +473,10 @@ fn unlinked_file_stays_readable_until_close() {
     drop(f);
     File::create(t.path("s1")).unwrap().sync_all().unwrap();
     File::create(t.path("s2")).unwrap().sync_all().unwrap();
-    assert!(bfree() >= before_close + 2500, "space of the deleted file comes back after close");
+    assert!(
+        bfree() >= before_close + 2500,
+        "space of the deleted file comes back after close"
+    );
     t.remount();
     assert!(!p.exists());
 }
@@ -396,19 +490,47 @@ fn permissions_are_enforced() {
     fs::set_permissions(t.path("public"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(t.path(""), fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |script: &str| {
-        Command::new("sh").arg("-c").arg(script).uid(65534).gid(65534).status().unwrap().code().unwrap()
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap()
+            .code()
+            .unwrap()
     };
     let s = t.path("secret").display().to_string();
     let p = t.path("public").display().to_string();
     let d = t.path("newfile").display().to_string();
-    assert_ne!(as_nobody(&format!("cat {s} >/dev/null 2>&1")), 0, "nobody must not read a 0600 root file");
-    assert_eq!(as_nobody(&format!("cat {p} >/dev/null")), 0, "nobody may read a 0644 file");
-    assert_ne!(as_nobody(&format!("echo x 2>/dev/null >> {p}")), 0, "nobody must not write a 0644 root file");
-    assert_ne!(as_nobody(&format!("touch {d} 2>/dev/null")), 0, "nobody must not create in a 0755 root dir");
+    assert_ne!(
+        as_nobody(&format!("cat {s} >/dev/null 2>&1")),
+        0,
+        "nobody must not read a 0600 root file"
+    );
+    assert_eq!(
+        as_nobody(&format!("cat {p} >/dev/null")),
+        0,
+        "nobody may read a 0644 file"
+    );
+    assert_ne!(
+        as_nobody(&format!("echo x 2>/dev/null >> {p}")),
+        0,
+        "nobody must not write a 0644 root file"
+    );
+    assert_ne!(
+        as_nobody(&format!("touch {d} 2>/dev/null")),
+        0,
+        "nobody must not create in a 0755 root dir"
+    );
     fs::set_permissions(t.path(""), fs::Permissions::from_mode(0o777)).unwrap();
     assert_eq!(as_nobody(&format!("touch {d}")), 0);
     let m = fs::metadata(&d).unwrap();
-    assert_eq!((m.uid(), m.gid()), (65534, 65534), "new files belong to their creator");
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (65534, 65534),
+        "new files belong to their creator"
+    );
 }
 
 #[test]
@@ -416,16 +538,26 @@ fn data_survives_unmount_and_remount() {
     let mut t = TestFs::new();
     fs::create_dir_all(t.path("a/b/c")).unwrap();
     for i in 0..50 {
-        fs::write(t.path(&format!("a/b/c/f{i}")), pattern(i * 9973 + 1, i as u8)).unwrap();
+        fs::write(
+            t.path(&format!("a/b/c/f{i}")),
+            pattern(i * 9973 + 1, i as u8),
+        )
+        .unwrap();
     }
     fs::write(t.path("big"), pattern(40 << 20, 9)).unwrap();
     std::os::unix::fs::symlink("a/b", t.path("link")).unwrap();
     t.remount();
     for i in 0..50 {
-        assert_eq!(fs::read(t.path(&format!("a/b/c/f{i}"))).unwrap(), pattern(i * 9973 + 1, i as u8));
+        assert_eq!(
+            fs::read(t.path(&format!("a/b/c/f{i}"))).unwrap(),
+            pattern(i * 9973 + 1, i as u8)
+        );
     }
     assert_eq!(fs::read(t.path("big")).unwrap(), pattern(40 << 20, 9));
     assert_eq!(fs::read_link(t.path("link")).unwrap(), Path::new("a/b"));
     t.remount();
-    assert_eq!(fs::read(t.path("link/c/f7")).unwrap(), pattern(7 * 9973 + 1, 7));
+    assert_eq!(
+        fs::read(t.path("link/c/f7")).unwrap(),
+        pattern(7 * 9973 + 1, 7)
+    );
 }
