@@ -331,6 +331,18 @@ fn links_symlinks_attributes() {
     let m3 = fs::metadata(t.path("h")).unwrap();
     assert_eq!((m3.mtime(), m3.mtime_nsec()), mtime);
     assert!((m3.ctime(), m3.ctime_nsec()) > (m2.ctime(), m2.ctime_nsec()));
+    // relatime: a read after a write moves atime; a second read right after does not.
+    let before = fs::metadata(t.path("h")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::read(t.path("h")).unwrap();
+    let after = fs::metadata(t.path("h")).unwrap();
+    assert!((after.atime(), after.atime_nsec()) > (before.atime(), before.atime_nsec()));
+    fs::read(t.path("h")).unwrap();
+    let again = fs::metadata(t.path("h")).unwrap();
+    assert_eq!(
+        (again.atime(), again.atime_nsec()),
+        (after.atime(), after.atime_nsec())
+    );
     // Creating an entry moves the parent's mtime.
     let d0 = fs::metadata(t.path("")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));

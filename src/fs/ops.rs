@@ -537,6 +537,7 @@ impl Fs {
             let plan = (offset / bs..end.div_ceil(bs))
                 .map(|fb| st.plan_block(ino, fb))
                 .collect::<Result<Vec<_>>>()?;
+            self.touch_atime(&mut st, ino, i)?;
             (plan, end, self.io_gate.read())
         };
         let first_fb = offset / bs;
@@ -555,6 +556,20 @@ impl Fs {
             }
         }
         Ok(out)
+    }
+
+    /// `relatime`, as ext4 mounts by default: a read updates atime when it is not newer than
+    /// mtime or ctime, or is a day old.
+    fn touch_atime(&self, st: &mut State, ino: Ino, mut i: InodeItem) -> Result<()> {
+        if self.writable().is_err() {
+            return Ok(());
+        }
+        let t = now();
+        if i.atime <= i.mtime || i.atime <= i.ctime || t.sec - i.atime.sec >= 24 * 3600 {
+            i.atime = t;
+            st.put_inode(ino, &i)?;
+        }
+        Ok(())
     }
 
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
