@@ -139,9 +139,9 @@ impl State {
 
     /// Commit step 1: gives every dirty block a place on the device, contiguous per run of
     /// file blocks, maps it in the tree, and moves it to `writeback`. Returns the writes to
-    /// issue. A block that finds no space stays dirty and the error is returned after the
-    /// blocks that did fit.
-    pub fn prepare_writeback(&mut self, generation: u64) -> Result<Vec<WriteJob>> {
+    /// issue — always all of them, since the tree already points at their blocks — and, when a
+    /// block found no space (it stays dirty), `ENOSPC`.
+    pub fn prepare_writeback(&mut self, generation: u64) -> (Vec<WriteJob>, Result<()>) {
         let max_ext = ExtentItem::max_blocks(self.block_size) as u64;
         let mut jobs = Vec::new();
         let inos: Vec<Ino> = self.dirty.keys().copied().collect();
@@ -149,16 +149,20 @@ impl State {
             let Some(mut blocks) = self.dirty.remove(&ino) else {
                 continue;
             };
-            let mut inode = self.inode(ino)?;
-            let result =
-                self.place_blocks(ino, &mut inode, &mut blocks, generation, max_ext, &mut jobs);
-            self.put_inode(ino, &inode)?;
+            let r = self.inode(ino).and_then(|mut inode| {
+                let placed =
+                    self.place_blocks(ino, &mut inode, &mut blocks, generation, max_ext, &mut jobs);
+                self.put_inode(ino, &inode)?;
+                placed
+            });
             if !blocks.is_empty() {
                 self.dirty.insert(ino, blocks);
             }
-            result?;
+            if r.is_err() {
+                return (jobs, r);
+            }
         }
-        Ok(jobs)
+        (jobs, Ok(()))
     }
 
     fn place_blocks(
