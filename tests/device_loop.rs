@@ -8,76 +8,12 @@
 use stablefs::device::{is_block_device, AlignedBuf, BlockDevice, FileDevice, Medium};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use tempfile::TempDir;
 
+mod common;
+use common::Loop;
+
 const MIB: u64 = 1 << 20;
-
-/// An attached loop device, detached on drop.
-struct Loop {
-    dev: PathBuf,
-}
-
-impl Loop {
-    fn attach(image: &Path, sector_size: Option<u32>) -> Loop {
-        let mut cmd = Command::new("losetup");
-        cmd.args(["--find", "--show", "--direct-io=on"]);
-        if let Some(s) = sector_size {
-            cmd.args(["--sector-size", &s.to_string()]);
-        }
-        cmd.arg(image);
-        // `--find` can race with another process taking the same free device: retry.
-        let mut last = String::new();
-        for _ in 0..5 {
-            let out = match cmd.output() {
-                Ok(out) => out,
-                Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-                    "losetup not found: these tests need util-linux's losetup (apt-get install \
-                     util-linux) and root"
-                ),
-                Err(e) => panic!("cannot run losetup: {e}"),
-            };
-            if out.status.success() {
-                let dev = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-                assert!(dev.starts_with("/dev/loop"), "losetup printed {dev:?}");
-                return Loop { dev: dev.into() };
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        panic!(
-            "losetup --find --show {} failed (root is required): {last}",
-            image.display()
-        );
-    }
-
-    fn path(&self) -> &Path {
-        &self.dev
-    }
-
-    /// The logical block size the kernel gives the device, from sysfs (not the ioctl that
-    /// `FileDevice` uses).
-    fn logical_block_size(&self) -> u32 {
-        let name = self.dev.file_name().unwrap().to_str().unwrap();
-        let attr = format!("/sys/block/{name}/queue/logical_block_size");
-        let text = std::fs::read_to_string(&attr).unwrap_or_else(|e| panic!("{attr}: {e}"));
-        text.trim().parse().unwrap()
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        // The device may still be busy for a moment after the last close: retry.
-        for _ in 0..20 {
-            match Command::new("losetup").arg("-d").arg(&self.dev).status() {
-                Ok(s) if s.success() => return,
-                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
-            }
-        }
-        eprintln!("could not detach {}", self.dev.display());
-    }
-}
 
 fn scratch() -> TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir under the target dir")

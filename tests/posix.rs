@@ -536,6 +536,28 @@ fn permissions_are_enforced() {
         0,
         "nobody must not create in a 0755 root dir"
     );
+    // Writing clears set-user-ID when the writer lacks CAP_FSETID, as on ext4; root's
+    // writes keep it.
+    fs::write(t.path("suid"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(t.path("suid"), fs::Permissions::from_mode(0o4777)).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(t.path("suid"))
+        .unwrap()
+        .write_all(b"# root\n")
+        .unwrap();
+    assert_eq!(
+        fs::metadata(t.path("suid")).unwrap().mode() & 0o7777,
+        0o4777,
+        "root keeps set-user-ID"
+    );
+    let su = t.path("suid").display().to_string();
+    assert_eq!(as_nobody(&format!("echo '# nobody' >> {su}")), 0);
+    assert_eq!(
+        fs::metadata(t.path("suid")).unwrap().mode() & 0o7777,
+        0o0777,
+        "an unprivileged write clears it"
+    );
     fs::set_permissions(t.path(""), fs::Permissions::from_mode(0o777)).unwrap();
     assert_eq!(as_nobody(&format!("touch {d}")), 0);
     let m = fs::metadata(&d).unwrap();

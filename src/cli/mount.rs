@@ -36,6 +36,7 @@ use stablefs::fuse::{self, MountConfig, Shutdown, StableFuse};
 use stablefs::mkfs::MkfsOptions;
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -141,8 +142,7 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
         mountpoint,
         opts,
     } = plan;
-    let dev = FileDevice::open(device, opts.read_only)
-        .map_err(|e| format!("cannot open {}: {e}", device.display()))?;
+    let dev = open_device(device, opts.read_only)?;
     let mut fs_opts = MountOptions {
         read_only: opts.read_only,
         ..MountOptions::default()
@@ -176,6 +176,7 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
     };
     // Answered by our own getattr: proves the request loops are serving.
     let answered = std::fs::metadata(mountpoint)
+        .inspect(|m| raise_readahead(m.dev()))
         .map_err(|e| {
             format!(
                 "the new mount on {} does not answer: {e}",
@@ -202,6 +203,48 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
     );
     Ok(Mounted { session, shutdown })
 }
+
+/// Opens the medium. The kernel finishes `umount` before the old daemon has made its last
+/// commit and let go of the device, so `umount; mount` would race; a device that is in use is
+/// therefore waited for a little before "in use" is final.
+fn open_device(device: &Path, read_only: bool) -> Result<FileDevice, String> {
+    let deadline = std::time::Instant::now() + IN_USE_WAIT;
+    loop {
+        match FileDevice::open(device, read_only) {
+            Ok(dev) => return Ok(dev),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::ResourceBusy
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("cannot open {}: {e}", device.display())),
+        }
+    }
+}
+
+/// How long a mount waits for a device another daemon is still closing.
+const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// FUSE mounts get the kernel's default readahead (128 KiB), and the `max_readahead` the
+/// filesystem asks for can only lower it. Sequential reads are far cheaper in 1 MiB requests
+/// (one device I/O and one verification pass each), so raise it through the mount's
+/// backing-device entry in sysfs, as root may. Best effort: a failure only costs speed.
+fn raise_readahead(st_dev: u64) {
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(st_dev),
+        libc::minor(st_dev)
+    );
+    if let Err(e) = std::fs::write(&path, READAHEAD_KB.to_string()) {
+        info!("could not raise readahead ({path}): {e}");
+    }
+}
+
+/// Readahead for the mount, in KiB: one maximal FUSE request.
+const READAHEAD_KB: u32 = 1024;
 
 /// Serves until the filesystem is unmounted, then makes sure it was committed and closed.
 fn finish(mounted: Mounted) -> Result<(), String> {

@@ -36,6 +36,22 @@ impl AlignedBuf {
         self.len
     }
 
+    /// Bytes the buffer can hold without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.backing.len() - self.start
+    }
+
+    /// Resizes the aligned window within the capacity. Bytes that come into view hold whatever
+    /// was written there before (always initialised memory, never uninitialised).
+    pub fn set_len(&mut self, len: usize) {
+        assert!(
+            len <= self.capacity(),
+            "set_len({len}) beyond capacity {}",
+            self.capacity()
+        );
+        self.len = len;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -80,10 +96,23 @@ impl BufPool {
         self.size
     }
 
+    /// A buffer of the pool's size whose contents are unspecified (stale bytes of an earlier
+    /// use, or zeros): for callers that overwrite all of it.
+    pub fn take(&self) -> AlignedBuf {
+        match self.free.lock().pop() {
+            Some(mut b) => {
+                b.set_len(self.size);
+                b
+            }
+            None => AlignedBuf::zeroed(self.size),
+        }
+    }
+
     /// A zeroed buffer of the pool's size.
     pub fn get(&self) -> AlignedBuf {
         match self.free.lock().pop() {
             Some(mut b) => {
+                b.set_len(self.size);
                 b.fill(0);
                 b
             }
@@ -91,9 +120,10 @@ impl BufPool {
         }
     }
 
-    /// Returns a buffer for reuse (dropped if it is of another size or the pool is full).
+    /// Returns a buffer for reuse (dropped if it cannot hold the pool's size or the pool is
+    /// full).
     pub fn put(&self, buf: AlignedBuf) {
-        if buf.len() != self.size {
+        if buf.capacity() < self.size {
             return;
         }
         let mut free = self.free.lock();
@@ -126,5 +156,16 @@ mod tests {
         let b = pool.get();
         assert!(b.iter().all(|&x| x == 0));
         assert_eq!(b.as_ptr() as usize % BUF_ALIGN, 0);
+        pool.put(b);
+        let mut t = pool.take();
+        assert_eq!(t.len(), 4096);
+        t.set_len(512);
+        assert_eq!(t.as_ptr() as usize % BUF_ALIGN, 0);
+        pool.put(t);
+        assert_eq!(
+            pool.take().len(),
+            4096,
+            "a shrunk buffer comes back full size"
+        );
     }
 }

@@ -63,6 +63,68 @@ impl State {
         })
     }
 
+    /// Where each of the `n` file blocks from `fb0` is now; each extent is decoded once.
+    pub fn plan_range(&mut self, ino: Ino, fb0: u64, n: u64) -> Result<Vec<Src>> {
+        let end = fb0 + n;
+        let mut out = Vec::with_capacity(n as usize);
+        let mut cur: Option<(u64, ExtentItem)> = None;
+        // File blocks below `hole_until` are known to be unmapped.
+        let mut hole_until = fb0;
+        for fb in fb0..end {
+            let mem = self
+                .dirty
+                .get(&ino)
+                .and_then(|m| m.get(&fb))
+                .map(|d| &d.buf);
+            let mem = mem.or_else(|| {
+                self.writeback
+                    .get(&ino)
+                    .and_then(|m| m.get(&fb))
+                    .map(|d| &d.buf)
+            });
+            if let Some(b) = mem {
+                out.push(Src::Mem(b.to_vec()));
+                continue;
+            }
+            if cur
+                .as_ref()
+                .is_none_or(|(s, e)| fb < *s || fb >= s + e.len())
+                && fb >= hole_until
+            {
+                cur = self.extent_at(ino, fb)?;
+                if cur.is_none() {
+                    hole_until = self.next_extent_start(ino, fb, end)?;
+                }
+            }
+            out.push(match &cur {
+                Some((s, e)) if fb >= *s && fb < s + e.len() => {
+                    let i = (fb - s) as usize;
+                    Src::Disk {
+                        addr: e.disk_start + i as u64,
+                        crc: e.crcs[i],
+                    }
+                }
+                _ => Src::Hole,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The first mapped file block in `(fb, end)`, or `end`.
+    fn next_extent_start(&mut self, ino: Ino, fb: u64, end: u64) -> Result<u64> {
+        if fb + 1 >= end {
+            return Ok(end);
+        }
+        let from = Key::new(ino, KIND_EXTENT, fb + 1);
+        let to = Key::new(ino, KIND_EXTENT, end - 1);
+        Ok(self
+            .meta
+            .tree
+            .range(&from, &to, 1)?
+            .first()
+            .map_or(end, |(k, _)| k.offset))
+    }
+
     /// Unmaps file blocks `[from, to)`: their device blocks are freed at the next commit.
     pub fn punch(&mut self, ino: Ino, inode: &mut InodeItem, from: u64, to: u64) -> Result<()> {
         if from >= to {
@@ -141,17 +203,28 @@ impl State {
     /// file blocks, maps it in the tree, and moves it to `writeback`. Returns the writes to
     /// issue — always all of them, since the tree already points at their blocks — and, when a
     /// block found no space (it stays dirty), `ENOSPC`.
-    pub fn prepare_writeback(&mut self, generation: u64) -> (Vec<WriteJob>, Result<()>) {
-        let max_ext = ExtentItem::max_blocks(self.block_size) as u64;
-        let mut jobs = Vec::new();
+    /// At most about `budget` blocks are taken (whole runs), so a commit can pipeline.
+    pub fn prepare_writeback(
+        &mut self,
+        generation: u64,
+        budget: u64,
+    ) -> (Vec<WriteJob>, Result<()>) {
+        let mut p = Placement {
+            generation,
+            max_ext: ExtentItem::max_blocks(self.block_size) as u64,
+            left: budget,
+            jobs: Vec::new(),
+        };
         let inos: Vec<Ino> = self.dirty.keys().copied().collect();
         for ino in inos {
+            if p.left == 0 {
+                break;
+            }
             let Some(mut blocks) = self.dirty.remove(&ino) else {
                 continue;
             };
             let r = self.inode(ino).and_then(|mut inode| {
-                let placed =
-                    self.place_blocks(ino, &mut inode, &mut blocks, generation, max_ext, &mut jobs);
+                let placed = self.place_blocks(ino, &mut inode, &mut blocks, &mut p);
                 self.put_inode(ino, &inode)?;
                 placed
             });
@@ -159,10 +232,10 @@ impl State {
                 self.dirty.insert(ino, blocks);
             }
             if r.is_err() {
-                return (jobs, r);
+                return (p.jobs, r);
             }
         }
-        (jobs, Ok(()))
+        (p.jobs, Ok(()))
     }
 
     fn place_blocks(
@@ -170,14 +243,15 @@ impl State {
         ino: Ino,
         inode: &mut InodeItem,
         blocks: &mut BTreeMap<u64, DirtyBlock>,
-        generation: u64,
-        max_ext: u64,
-        jobs: &mut Vec<WriteJob>,
+        p: &mut Placement,
     ) -> Result<()> {
         while let Some((&fb0, _)) = blocks.first_key_value() {
+            if p.left == 0 {
+                return Ok(());
+            }
             // The run of consecutive file blocks starting at fb0, at most one extent item long.
             let mut run = 1;
-            while run < max_ext && blocks.contains_key(&(fb0 + run)) {
+            while run < p.max_ext && blocks.contains_key(&(fb0 + run)) {
                 run += 1;
             }
             let Some((disk, got)) = self.meta.alloc.alloc(run) else {
@@ -198,20 +272,21 @@ impl State {
             }
             let item = ExtentItem {
                 disk_start: disk,
-                birth_gen: generation,
+                birth_gen: p.generation,
                 crcs,
             };
             self.meta
                 .tree
                 .insert(Key::new(ino, KIND_EXTENT, fb0), item.encode())?;
             inode.blocks += got;
+            p.left = p.left.saturating_sub(got);
             self.dirty_blocks -= got;
             self.writeback_blocks += got;
             let wb = self.writeback.entry(ino).or_default();
             for (fb, d) in &job.blocks {
                 wb.insert(*fb, d.clone());
             }
-            jobs.push(job);
+            p.jobs.push(job);
         }
         Ok(())
     }
@@ -233,6 +308,16 @@ impl State {
             }
         }
     }
+}
+
+/// The state of one `prepare_writeback` call.
+struct Placement {
+    generation: u64,
+    /// Most blocks one extent item maps.
+    max_ext: u64,
+    /// Blocks still to place in this call.
+    left: u64,
+    jobs: Vec<WriteJob>,
 }
 
 /// The buffers of a job, for one vectored write.

@@ -11,7 +11,7 @@ mod types;
 
 pub use types::*;
 
-use crate::device::{AlignedBuf, BlockDevice};
+use crate::device::{AlignedBuf, BlockDevice, BufPool};
 use crate::error::{errno, Error, Result};
 use crate::format::{block_crc, Key, KIND_ORPHAN, OBJECT_FS};
 use crate::txn::{write_commit, Meta};
@@ -47,6 +47,10 @@ const DIRTY_SOFT_BYTES: u64 = 64 << 20;
 const DIRTY_HARD_BYTES: u64 = 256 << 20;
 /// Dirty data small enough to write while holding the lock at the commit snapshot.
 const ORDERED_TAIL_BYTES: u64 = 8 << 20;
+/// Data placed and written per step of a commit (the lock is released in between).
+const WRITEBACK_BATCH_BYTES: u64 = 16 << 20;
+/// Largest device read buffer kept for reuse: one 1 MiB FUSE request, unaligned, plus a block.
+const MAX_RUN_BYTES: usize = (1 << 20) + 65536;
 
 #[derive(Default)]
 struct AtomicCounters {
@@ -81,6 +85,23 @@ pub struct Fs {
     committer: Mutex<Option<JoinHandle<()>>>,
     counters: AtomicCounters,
     interval: Duration,
+    /// Block-sized bounce buffers, recycled once their data is on the device.
+    block_pool: BufPool,
+    /// Buffers for the device reads of one request (up to `MAX_RUN_BYTES`).
+    run_pool: BufPool,
+}
+
+/// The device blocks of a read plan, read in runs of consecutive addresses and verified.
+struct DiskRuns {
+    runs: Vec<AlignedBuf>,
+    /// For each plan entry on the device: its run and byte offset in it.
+    at: Vec<Option<(usize, usize)>>,
+}
+
+impl DiskRuns {
+    fn block(&self, k: usize, bs: usize) -> Option<&[u8]> {
+        self.at[k].map(|(r, off)| &self.runs[r][off..off + bs])
+    }
 }
 
 impl Fs {
@@ -129,6 +150,8 @@ impl Fs {
             committer: Mutex::new(None),
             counters: AtomicCounters::default(),
             interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
+            block_pool: BufPool::new(bs as usize, (64 << 20) / bs as usize),
+            run_pool: BufPool::new(MAX_RUN_BYTES, 16),
         });
         if !read_only {
             if !orphans.is_empty() {
@@ -252,19 +275,29 @@ impl Fs {
         }
         let mut placed = Ok(());
         // 1. Place dirty data, map it in the tree, and write it without holding the lock (large
-        //    contiguous O_DIRECT writes of private buffers), while writers go on.
-        for _ in 0..4 {
+        //    contiguous O_DIRECT writes of private buffers), in batches so writers go on; at
+        //    most about what was dirty when the commit started, so a commit always ends.
+        let batch = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
+        let mut budget = self.lock().dirty_blocks + batch;
+        while budget > 0 {
             let (jobs, r) = {
                 let mut st = self.lock();
                 if st.dirty_blocks * u64::from(self.bs) <= ORDERED_TAIL_BYTES {
                     break;
                 }
                 let generation = st.meta.sb.generation + 1;
-                st.prepare_writeback(generation)
+                st.prepare_writeback(generation, batch.min(budget))
             };
+            budget = budget.saturating_sub(
+                jobs.iter()
+                    .map(|j| j.blocks.len() as u64)
+                    .sum::<u64>()
+                    .max(1),
+            );
             self.write_jobs(&jobs)?;
             self.lock().finish_writeback(&jobs);
             self.dirty_cv.notify_all();
+            self.recycle(jobs);
             if let Err(e) = r {
                 placed = Err(e);
                 break;
@@ -277,9 +310,10 @@ impl Fs {
         let mut plan = {
             let mut st = self.lock();
             let generation = st.meta.sb.generation + 1;
-            let (jobs, r) = st.prepare_writeback(generation);
+            let (jobs, r) = st.prepare_writeback(generation, u64::MAX);
             self.write_jobs(&jobs)?;
             st.finish_writeback(&jobs);
+            self.recycle(jobs);
             if let Err(e) = r {
                 placed = Err(e);
             }
@@ -302,6 +336,17 @@ impl Fs {
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         // Data that found no space is still dirty: not durable, so the caller hears about it.
         placed
+    }
+
+    /// Returns the bounce buffers of written jobs to the pool (those no reader holds).
+    fn recycle(&self, jobs: Vec<data::WriteJob>) {
+        for job in jobs {
+            for (_, d) in job.blocks {
+                if let Ok(d) = Arc::try_unwrap(d) {
+                    self.block_pool.put(d.buf);
+                }
+            }
+        }
     }
 
     /// Writes placed data blocks (one vectored write per contiguous job).
@@ -336,16 +381,14 @@ impl Fs {
         Ok(())
     }
 
-    /// Reads device blocks `Src::Disk` of `plan` (consecutive addresses in one I/O) and
-    /// verifies each against its crc. Called without the state lock, with `io_gate` held.
-    fn read_verified(
-        &self,
-        ino: Ino,
-        first_fb: u64,
-        plan: &[Src],
-    ) -> Result<Vec<Option<AlignedBuf>>> {
+    /// Reads the `Src::Disk` blocks of `plan` (consecutive addresses in one I/O) and verifies
+    /// each against its crc. Called without the state lock, with `io_gate` held.
+    fn read_verified(&self, ino: Ino, first_fb: u64, plan: &[Src]) -> Result<DiskRuns> {
         let bs = self.bs as usize;
-        let mut out: Vec<Option<AlignedBuf>> = (0..plan.len()).map(|_| None).collect();
+        let mut out = DiskRuns {
+            runs: Vec::new(),
+            at: vec![None; plan.len()],
+        };
         let mut i = 0;
         while i < plan.len() {
             let Src::Disk { addr, .. } = plan[i] else {
@@ -358,23 +401,29 @@ impl Fs {
             {
                 j += 1;
             }
-            let mut buf = AlignedBuf::zeroed((j - i) * bs);
+            let len = (j - i) * bs;
+            let mut buf = if len <= MAX_RUN_BYTES {
+                self.run_pool.take()
+            } else {
+                AlignedBuf::zeroed(len)
+            };
+            buf.set_len(len);
             if let Err(e) = self.dev.read_at(addr * bs as u64, &mut buf) {
                 self.counters
                     .device_read_errors
                     .fetch_add(1, Ordering::Relaxed);
                 log::error!("device read error at block {addr} (inode {ino}): {e}");
+                self.run_pool.put(buf);
                 return errno(libc::EIO);
             }
             self.counters
                 .bytes_read
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                .fetch_add(len as u64, Ordering::Relaxed);
             for k in i..j {
                 let Src::Disk { addr: a, crc } = plan[k] else {
-                    unreachable!()
+                    unreachable!("run of disk blocks")
                 };
-                let block = &buf[(k - i) * bs..(k - i + 1) * bs];
-                let got = block_crc(block);
+                let got = block_crc(&buf[(k - i) * bs..(k - i + 1) * bs]);
                 if got != crc {
                     self.counters
                         .checksum_errors
@@ -383,15 +432,21 @@ impl Fs {
                         "checksum error: inode {ino} file offset {} device block {a}: crc {got:#010x}, expected {crc:#010x}; returning EIO",
                         (first_fb + k as u64) * bs as u64
                     );
+                    self.run_pool.put(buf);
                     return errno(libc::EIO);
                 }
-                let mut b = AlignedBuf::zeroed(bs);
-                b.copy_from_slice(block);
-                out[k] = Some(b);
+                out.at[k] = Some((out.runs.len(), (k - i) * bs));
             }
+            out.runs.push(buf);
             i = j;
         }
         Ok(out)
+    }
+
+    fn release_runs(&self, runs: DiskRuns) {
+        for b in runs.runs {
+            self.run_pool.put(b);
+        }
     }
 }
 

@@ -75,6 +75,9 @@ impl Fs {
         let mut st = self.lock();
         let mut i = st.inode(ino)?;
         let t = now();
+        if set.size.is_some() && set.kill_suidgid {
+            Self::kill_suidgid(&mut st, ino, &mut i)?;
+        }
         if let Some(mode) = set.mode {
             i.mode = (i.mode & libc::S_IFMT) | (mode & 0o7777);
         }
@@ -534,9 +537,8 @@ impl Fs {
             if offset >= end {
                 return Ok(Vec::new());
             }
-            let plan = (offset / bs..end.div_ceil(bs))
-                .map(|fb| st.plan_block(ino, fb))
-                .collect::<Result<Vec<_>>>()?;
+            let fb0 = offset / bs;
+            let plan = st.plan_range(ino, fb0, end.div_ceil(bs) - fb0)?;
             self.touch_atime(&mut st, ino, i)?;
             (plan, end, self.io_gate.read())
         };
@@ -545,16 +547,16 @@ impl Fs {
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (k, src) in plan.iter().enumerate() {
             let fb = first_fb + k as u64;
-            let lo = offset.max(fb * bs) - fb * bs;
-            let hi = end.min((fb + 1) * bs) - fb * bs;
-            let (lo, hi) = (lo as usize, hi as usize);
-            match (src, &disk[k]) {
+            let lo = (offset.max(fb * bs) - fb * bs) as usize;
+            let hi = (end.min((fb + 1) * bs) - fb * bs) as usize;
+            match (src, disk.block(k, bs as usize)) {
                 (Src::Hole, _) => out.resize(out.len() + hi - lo, 0),
                 (Src::Mem(m), _) => out.extend_from_slice(&m[lo..hi]),
                 (Src::Disk { .. }, Some(b)) => out.extend_from_slice(&b[lo..hi]),
                 (Src::Disk { .. }, None) => unreachable!("read_verified fills every disk block"),
             }
         }
+        self.release_runs(disk);
         Ok(out)
     }
 
@@ -572,7 +574,10 @@ impl Fs {
         Ok(())
     }
 
-    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
+    /// Writes `data` at `offset` into private bounce buffers; returns the byte count.
+    /// `kill_suidgid`: the writer lacks CAP_FSETID (the kernel says so with
+    /// `FUSE_WRITE_KILL_SUIDGID`), so set-user-ID and friends are cleared, as on ext4.
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         self.writable()?;
         if data.is_empty() {
             return Ok(0);
@@ -592,7 +597,7 @@ impl Fs {
         for fb in b0..=b1 {
             let (lo, hi) = (fb * bs, (fb + 1) * bs);
             if lo >= offset && hi <= end {
-                let mut buf = AlignedBuf::zeroed(bs as usize);
+                let mut buf = self.block_pool.take();
                 buf.copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
                 let crc = block_crc(&buf);
                 full.push((
@@ -632,7 +637,10 @@ impl Fs {
             let mut bases = Vec::new();
             for (k, p) in plan.iter().enumerate() {
                 let got = self.read_verified(ino, needs[k].0, std::slice::from_ref(p))?;
-                bases.push(got.into_iter().next().flatten());
+                let mut b = self.block_pool.take();
+                b.copy_from_slice(got.block(0, bs as usize).expect("one disk block read"));
+                self.release_runs(got);
+                bases.push(Some(b));
             }
             drop(_gate);
             let mut st = self.lock();
@@ -659,22 +667,27 @@ impl Fs {
             if moved {
                 continue;
             }
-            return self.apply_write(&mut st, ino, offset, data, end, full, &partial);
+            return self.apply_write(
+                &mut st,
+                ino,
+                (offset, data, end),
+                full,
+                &partial,
+                kill_suidgid,
+            );
         }
     }
 
     /// Applies a write under the lock: whole blocks replace, partial blocks are patched (their
     /// current bytes are in memory by now, or they are holes).
-    #[allow(clippy::too_many_arguments)]
     fn apply_write(
         &self,
         st: &mut State,
         ino: Ino,
-        offset: u64,
-        data: &[u8],
-        end: u64,
+        (offset, data, end): (u64, &[u8], u64),
         full: Vec<(u64, DirtyBlock)>,
         partial: &[u64],
+        kill_suidgid: bool,
     ) -> Result<u32> {
         let bs = u64::from(self.bs);
         let mut i = st.inode(ino)?;
@@ -688,11 +701,11 @@ impl Fs {
             if !in_dirty {
                 let base = match st.plan_block(ino, fb)? {
                     Src::Mem(m) => {
-                        let mut b = AlignedBuf::zeroed(bs as usize);
+                        let mut b = self.block_pool.take();
                         b.copy_from_slice(&m);
                         b
                     }
-                    _ => AlignedBuf::zeroed(bs as usize),
+                    _ => self.block_pool.get(),
                 };
                 st.dirty.entry(ino).or_default().insert(
                     fb,
@@ -725,19 +738,34 @@ impl Fs {
         i.size = i.size.max(end);
         i.mtime = t;
         i.ctime = t;
-        // Writing clears set-user-ID and set-group-ID (with group-execute), as ext4 does for
-        // an unprivileged writer; the kernel tells FUSE nothing about who writes, so always.
-        if i.mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            i.mode &= !libc::S_ISUID;
-            if i.mode & libc::S_IXGRP != 0 {
-                i.mode &= !libc::S_ISGID;
-            }
+        if kill_suidgid {
+            Self::kill_suidgid(st, ino, &mut i)?;
         }
         st.put_inode(ino, &i)?;
         if over_soft(st, self.bs) {
             self.kick_committer();
         }
         Ok(data.len() as u32)
+    }
+
+    /// What an unprivileged write or truncate does to privileges (ext4's `file_remove_privs`):
+    /// clears set-user-ID, set-group-ID when group-execute is set, and `security.capability`.
+    fn kill_suidgid(st: &mut State, ino: Ino, i: &mut InodeItem) -> Result<()> {
+        i.mode &= !libc::S_ISUID;
+        if i.mode & libc::S_IXGRP != 0 {
+            i.mode &= !libc::S_ISGID;
+        }
+        let cap = b"security.capability";
+        let (key, mut list) = Self::xattr_bucket(st, ino, cap)?;
+        if let Some(p) = list.iter().position(|(n, _)| n == cap) {
+            list.remove(p);
+            if list.is_empty() {
+                st.meta.tree.remove(&key)?;
+            } else {
+                st.meta.tree.insert(key, encode_xattr_bucket(&list))?;
+            }
+        }
+        Ok(())
     }
 
     /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit,
@@ -772,7 +800,7 @@ impl Fs {
             // Zero the tail of the new last block, so growing the file again reads zeros.
             let tail_end = old.min((size / bs + 1) * bs);
             let zeros = vec![0u8; (tail_end - size) as usize];
-            self.write(ino, size, &zeros)?;
+            self.write(ino, size, &zeros, false)?;
         }
         let mut st = self.lock();
         let mut i = st.inode(ino)?;

@@ -41,15 +41,15 @@ fn write_read_remount_unaligned() {
     let mut fs = mount(&dev);
     let f = create(&fs, ROOT_INO, "a");
     let data = pattern(100_000, 7);
-    fs.write(f, 0, &data).unwrap();
-    fs.write(f, 5000, b"hello").unwrap();
+    fs.write(f, 0, &data, false).unwrap();
+    fs.write(f, 5000, b"hello", false).unwrap();
     let mut expect = data.clone();
     expect[5000..5005].copy_from_slice(b"hello");
     assert_eq!(fs.read(f, 0, 200_000).unwrap(), expect);
     fs.sync().unwrap();
     // After commit the data comes from the device, verified.
     assert_eq!(fs.read(f, 4090, 20).unwrap(), expect[4090..4110]);
-    fs.write(f, 4095, b"XY").unwrap();
+    fs.write(f, 4095, b"XY", false).unwrap();
     expect[4095..4097].copy_from_slice(b"XY");
     fs = remount(fs, &dev);
     let a = fs.lookup(ROOT_INO, b"a").unwrap();
@@ -64,7 +64,7 @@ fn sparse_files_and_truncate() {
     let mut fs = mount(&dev);
     let f = create(&fs, ROOT_INO, "s");
     let off = 5u64 << 32; // beyond 4 GiB
-    fs.write(f, off, b"end").unwrap();
+    fs.write(f, off, b"end", false).unwrap();
     fs.sync().unwrap();
     let a = fs.getattr(f).unwrap();
     assert_eq!(a.size, off + 3);
@@ -72,7 +72,7 @@ fn sparse_files_and_truncate() {
     assert_eq!(fs.read(f, 12345, 10).unwrap(), vec![0; 10]);
     assert_eq!(fs.read(f, off - 2, 10).unwrap(), b"\0\0end".to_vec());
     // Truncate down into a block, then up again: the cut-off bytes read as zeros.
-    fs.write(f, 0, &pattern(10_000, 1)).unwrap();
+    fs.write(f, 0, &pattern(10_000, 1), false).unwrap();
     fs.setattr(
         f,
         &SetAttr {
@@ -104,7 +104,7 @@ fn space_comes_back_after_delete() {
     let fs = mount(&dev);
     let before = fs.statfs().unwrap().bfree;
     let f = create(&fs, ROOT_INO, "big");
-    fs.write(f, 0, &vec![1u8; 8 << 20]).unwrap();
+    fs.write(f, 0, &vec![1u8; 8 << 20], false).unwrap();
     fs.sync().unwrap();
     assert!(fs.statfs().unwrap().bfree <= before - 2048);
     fs.unlink(ROOT_INO, b"big").unwrap();
@@ -121,7 +121,7 @@ fn unlinked_open_file_lives_until_release() {
     let mut fs = mount(&dev);
     let f = create(&fs, ROOT_INO, "tmp");
     fs.open(f).unwrap();
-    fs.write(f, 0, b"still here").unwrap();
+    fs.write(f, 0, b"still here", false).unwrap();
     fs.unlink(ROOT_INO, b"tmp").unwrap();
     fs.forget(f, 1);
     assert_eq!(fs.read(f, 0, 100).unwrap(), b"still here");
@@ -298,9 +298,9 @@ fn corrupted_data_block_gives_eio_not_bytes() {
     let f = create(&fs, ROOT_INO, "c");
     let mut data = pattern(64 << 10, 3);
     data[20_000..20_008].copy_from_slice(b"MARKER!!");
-    fs.write(f, 0, &data).unwrap();
+    fs.write(f, 0, &data, false).unwrap();
     let g = create(&fs, ROOT_INO, "other");
-    fs.write(g, 0, &pattern(10_000, 9)).unwrap();
+    fs.write(g, 0, &pattern(10_000, 9), false).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     let img = dev.snapshot();
@@ -336,7 +336,8 @@ fn corrupted_metadata_mounts_read_only_and_reports() {
     let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
     for i in 0..400 {
         let f = create(&fs, d, &format!("file-with-a-longish-name-{i}"));
-        fs.write(f, 0, format!("content {i}").as_bytes()).unwrap();
+        fs.write(f, 0, format!("content {i}").as_bytes(), false)
+            .unwrap();
     }
     fs.shutdown().unwrap();
     drop(fs);

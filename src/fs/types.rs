@@ -101,6 +101,9 @@ pub struct SetAttr {
     pub atime: Option<SetTime>,
     pub mtime: Option<SetTime>,
     pub ctime: Option<Timespec>,
+    /// The caller lacks CAP_FSETID: a size change also clears set-user-ID, set-group-ID (with
+    /// group-execute) and `security.capability`, as on ext4.
+    pub kill_suidgid: bool,
 }
 
 /// Who asks: the owner of anything created.

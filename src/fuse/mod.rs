@@ -160,10 +160,12 @@ impl StableFuse {
 
     /// With `FUSE_ATOMIC_O_TRUNC` the kernel leaves `O_TRUNC` to `open` (it has already checked
     /// write permission), instead of sending a `setattr` first.
-    fn open_file(&self, ino: Ino, flags: i32) -> Result<()> {
+    /// `unprivileged`: the opener is not root (an O_TRUNC then clears set-user-ID and friends).
+    fn open_file(&self, ino: Ino, flags: i32, unprivileged: bool) -> Result<()> {
         if flags & libc::O_TRUNC != 0 {
             let truncate = SetAttr {
                 size: Some(0),
+                kill_suidgid: unprivileged,
                 ..SetAttr::default()
             };
             self.fs.setattr(ino, &truncate)?;
@@ -299,6 +301,12 @@ impl Filesystem for StableFuse {
             InitFlags::FUSE_PARALLEL_DIROPS,
             // O_TRUNC is handled in open (see open_file).
             InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_WRITEBACK_CACHE,
+            // We clear set-user-ID and friends where the kernel asks (writes flagged
+            // FUSE_WRITE_KILL_SUIDGID, unprivileged truncates). In return the kernel marks the
+            // superblock SB_NOSEC and stops sending a getxattr("security.capability") round
+            // trip before every write(2), which otherwise halves sequential write speed.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             if let Err(missing) = config.add_capabilities(flag) {
                 info!("the kernel does not offer {missing:?}; going without");
@@ -336,7 +344,7 @@ impl Filesystem for StableFuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -360,6 +368,9 @@ impl Filesystem for StableFuse {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
             ctime: ctime.map(request_timespec),
+            // fuser does not pass FATTR_KILL_SUIDGID; the kernel sets it exactly when the
+            // caller lacks CAP_FSETID, which for us means: not root.
+            kill_suidgid: size.is_some() && req.uid() != 0,
         };
         match self.fs.setattr(ino.0, &set) {
             Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
@@ -463,10 +474,10 @@ impl Filesystem for StableFuse {
         reply_entry(self.fs.link(ino.0, newparent.0, newname.as_bytes()), reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // No keep-cache (yet): the kernel drops its cached pages of a file on every open.
         // No direct_io: the page cache only ever holds verified data.
-        match self.open_file(ino.0, flags.0) {
+        match self.open_file(ino.0, flags.0, req.uid() != 0) {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
@@ -498,13 +509,14 @@ impl Filesystem for StableFuse {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         // Inline on purpose: see the module doc.
-        match self.fs.write(ino.0, offset, data) {
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.fs.write(ino.0, offset, data, kill) {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
         }

@@ -875,3 +875,70 @@ impl Drop for DaemonMount {
         }
     }
 }
+
+// ---------- loop devices ----------
+
+/// An attached loop device, detached on drop.
+pub struct Loop {
+    dev: PathBuf,
+}
+
+impl Loop {
+    pub fn attach(image: &Path, sector_size: Option<u32>) -> Loop {
+        let mut cmd = Command::new("losetup");
+        cmd.args(["--find", "--show", "--direct-io=on"]);
+        if let Some(s) = sector_size {
+            cmd.args(["--sector-size", &s.to_string()]);
+        }
+        cmd.arg(image);
+        // `--find` can race with another process taking the same free device: retry.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let out = match cmd.output() {
+                Ok(out) => out,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
+                    "losetup not found: these tests need util-linux's losetup (apt-get install \
+                     util-linux) and root"
+                ),
+                Err(e) => panic!("cannot run losetup: {e}"),
+            };
+            if out.status.success() {
+                let dev = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+                assert!(dev.starts_with("/dev/loop"), "losetup printed {dev:?}");
+                return Loop { dev: dev.into() };
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "losetup --find --show {} failed (root is required): {last}",
+            image.display()
+        );
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dev
+    }
+
+    /// The logical block size the kernel gives the device, from sysfs (not the ioctl that
+    /// `FileDevice` uses).
+    pub fn logical_block_size(&self) -> u32 {
+        let name = self.dev.file_name().unwrap().to_str().unwrap();
+        let attr = format!("/sys/block/{name}/queue/logical_block_size");
+        let text = std::fs::read_to_string(&attr).unwrap_or_else(|e| panic!("{attr}: {e}"));
+        text.trim().parse().unwrap()
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        // The device may still be busy for a moment after the last close: retry.
+        for _ in 0..20 {
+            match Command::new("losetup").arg("-d").arg(&self.dev).status() {
+                Ok(s) if s.success() => return,
+                _ => sleep(Duration::from_millis(100)),
+            }
+        }
+        eprintln!("could not detach {}", self.dev.display());
+    }
+}
