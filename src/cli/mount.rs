@@ -228,23 +228,35 @@ fn open_device(device: &Path, read_only: bool) -> Result<FileDevice, String> {
 /// How long a mount waits for a device another daemon is still closing.
 const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// FUSE mounts get the kernel's default readahead (128 KiB), and the `max_readahead` the
-/// filesystem asks for can only lower it. Sequential reads are far cheaper in 1 MiB requests
-/// (one device I/O and one verification pass each), so raise it through the mount's
-/// backing-device entry in sysfs, as root may. Best effort: a failure only costs speed.
+/// Tunes the mount's backing-device entry in sysfs, as root may; best effort (a failure only
+/// costs speed):
+/// - readahead: FUSE mounts get the kernel's default (128 KiB), and the `max_readahead` the
+///   filesystem asks for can only lower it. Sequential reads are far cheaper in 1 MiB requests
+///   (one device I/O and one verification pass each).
+/// - dirty page cache: FUSE mounts may hold only 1% of the dirty limit (a strict limit, about
+///   50 MB here), which throttles buffered writers in small steps; allow as much as the
+///   daemon itself buffers.
 fn raise_readahead(st_dev: u64) {
-    let path = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}",
         libc::major(st_dev),
         libc::minor(st_dev)
     );
-    if let Err(e) = std::fs::write(&path, READAHEAD_KB.to_string()) {
-        info!("could not raise readahead ({path}): {e}");
+    for (file, value) in [
+        ("read_ahead_kb", READAHEAD_KB),
+        ("max_bytes", DIRTY_PAGE_CACHE_BYTES),
+    ] {
+        let path = format!("{bdi}/{file}");
+        if let Err(e) = std::fs::write(&path, value.to_string()) {
+            info!("could not tune {path}: {e}");
+        }
     }
 }
 
 /// Readahead for the mount, in KiB: one maximal FUSE request.
-const READAHEAD_KB: u32 = 1024;
+const READAHEAD_KB: u64 = 1024;
+/// Dirty page cache the kernel may keep for the mount.
+const DIRTY_PAGE_CACHE_BYTES: u64 = 256 << 20;
 
 /// Serves until the filesystem is unmounted, then makes sure it was committed and closed.
 fn finish(mounted: Mounted) -> Result<(), String> {

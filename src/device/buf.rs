@@ -108,6 +108,33 @@ impl BufPool {
         }
     }
 
+    /// `n` buffers as `take` gives them, under one lock acquisition.
+    pub fn take_many(&self, n: usize) -> Vec<AlignedBuf> {
+        let mut out = {
+            let mut free = self.free.lock();
+            let k = free.len().saturating_sub(n);
+            free.split_off(k)
+        };
+        for b in &mut out {
+            b.set_len(self.size);
+        }
+        out.resize_with(n, || AlignedBuf::zeroed(self.size));
+        out
+    }
+
+    /// Returns many buffers under one lock acquisition.
+    pub fn put_many(&self, bufs: impl IntoIterator<Item = AlignedBuf>) {
+        let mut free = self.free.lock();
+        for b in bufs {
+            if free.len() >= self.max_kept {
+                break;
+            }
+            if b.capacity() >= self.size {
+                free.push(b);
+            }
+        }
+    }
+
     /// A zeroed buffer of the pool's size.
     pub fn get(&self) -> AlignedBuf {
         match self.free.lock().pop() {

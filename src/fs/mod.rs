@@ -150,7 +150,12 @@ impl Fs {
             committer: Mutex::new(None),
             counters: AtomicCounters::default(),
             interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
-            block_pool: BufPool::new(bs as usize, (64 << 20) / bs as usize),
+            // Every dirty block's buffer comes back for reuse: in steady state writes allocate
+            // nothing.
+            block_pool: BufPool::new(
+                bs as usize,
+                (DIRTY_HARD_BYTES / u64::from(bs)) as usize + 1024,
+            ),
             run_pool: BufPool::new(MAX_RUN_BYTES, 16),
         });
         if !read_only {
@@ -340,13 +345,12 @@ impl Fs {
 
     /// Returns the bounce buffers of written jobs to the pool (those no reader holds).
     fn recycle(&self, jobs: Vec<data::WriteJob>) {
-        for job in jobs {
-            for (_, d) in job.blocks {
-                if let Ok(d) = Arc::try_unwrap(d) {
-                    self.block_pool.put(d.buf);
-                }
-            }
-        }
+        let bufs = jobs
+            .into_iter()
+            .flat_map(|j| j.blocks)
+            .filter_map(|(_, d)| Arc::try_unwrap(d).ok())
+            .map(|d| d.buf);
+        self.block_pool.put_many(bufs);
     }
 
     /// Writes placed data blocks (one vectored write per contiguous job).

@@ -593,21 +593,27 @@ impl Fs {
         let (b0, b1) = (offset / bs, (end - 1) / bs);
         // Whole blocks: copy into private bounce buffers and checksum them in the same pass,
         // before taking the lock. After this the caller's buffer is never looked at again.
-        let mut full: Vec<(u64, DirtyBlock)> = Vec::new();
-        for fb in b0..=b1 {
-            let (lo, hi) = (fb * bs, (fb + 1) * bs);
-            if lo >= offset && hi <= end {
-                let mut buf = self.block_pool.take();
-                buf.copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
-                let crc = block_crc(&buf);
-                full.push((
-                    fb,
-                    DirtyBlock {
-                        buf,
-                        crc: Some(crc),
-                    },
-                ));
-            }
+        let first_full = offset.div_ceil(bs);
+        let end_full = end / bs;
+        let n_full = end_full.saturating_sub(first_full);
+        let mut full: Vec<(u64, DirtyBlock)> = Vec::with_capacity(n_full as usize);
+        for (k, mut buf) in self
+            .block_pool
+            .take_many(n_full as usize)
+            .into_iter()
+            .enumerate()
+        {
+            let fb = first_full + k as u64;
+            let lo = (fb * bs - offset) as usize;
+            buf.copy_from_slice(&data[lo..lo + bs as usize]);
+            let crc = block_crc(&buf);
+            full.push((
+                fb,
+                DirtyBlock {
+                    buf,
+                    crc: Some(crc),
+                },
+            ));
         }
         let partial: Vec<u64> = [b0, b1]
             .into_iter()
