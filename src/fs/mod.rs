@@ -42,13 +42,14 @@ impl Default for MountOptions {
     }
 }
 
-/// Dirty data that makes the committer start early, and the amount at which writers wait.
-const DIRTY_SOFT_BYTES: u64 = 64 << 20;
+/// Dirty data that starts background writeback, and the amount (dirty plus being written) at
+/// which writers wait.
+const DIRTY_SOFT_BYTES: u64 = 16 << 20;
 const DIRTY_HARD_BYTES: u64 = 256 << 20;
 /// Dirty data small enough to write while holding the lock at the commit snapshot.
 const ORDERED_TAIL_BYTES: u64 = 8 << 20;
 /// Data placed and written per step of a commit (the lock is released in between).
-const WRITEBACK_BATCH_BYTES: u64 = 16 << 20;
+const WRITEBACK_BATCH_BYTES: u64 = 4 << 20;
 /// Largest device read buffer kept for reuse: one 1 MiB FUSE request, unaligned, plus a block.
 const MAX_RUN_BYTES: usize = (1 << 20) + 65536;
 
@@ -278,35 +279,11 @@ impl Fs {
                 return Ok(());
             }
         }
-        let mut placed = Ok(());
-        // 1. Place dirty data, map it in the tree, and write it without holding the lock (large
-        //    contiguous O_DIRECT writes of private buffers), in batches so writers go on; at
-        //    most about what was dirty when the commit started, so a commit always ends.
-        let batch = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
-        let mut budget = self.lock().dirty_blocks + batch;
-        while budget > 0 {
-            let (jobs, r) = {
-                let mut st = self.lock();
-                if st.dirty_blocks * u64::from(self.bs) <= ORDERED_TAIL_BYTES {
-                    break;
-                }
-                let generation = st.meta.sb.generation + 1;
-                st.prepare_writeback(generation, batch.min(budget))
-            };
-            budget = budget.saturating_sub(
-                jobs.iter()
-                    .map(|j| j.blocks.len() as u64)
-                    .sum::<u64>()
-                    .max(1),
-            );
-            self.write_jobs(&jobs)?;
-            self.lock().finish_writeback(&jobs);
-            self.dirty_cv.notify_all();
-            self.recycle(jobs);
-            if let Err(e) = r {
-                placed = Err(e);
-                break;
-            }
+        // 1. Place dirty data, map it in the tree, and write it without holding the lock, in
+        //    batches so writers go on.
+        let mut placed = self.write_back(ORDERED_TAIL_BYTES);
+        if matches!(placed, Err(Error::Errno(libc::EIO))) {
+            return placed;
         }
         // 2. Snapshot the metadata. What was written meanwhile (a little) is placed and written
         //    under the lock first, so every file size in the snapshot has its data on the device
@@ -341,6 +318,43 @@ impl Fs {
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         // Data that found no space is still dirty: not durable, so the caller hears about it.
         placed
+    }
+
+    /// Writes dirty data back (without committing) until at most `keep` bytes stay dirty: the
+    /// background writer does this whenever writers pass the soft limit, so buffers return
+    /// to the pool while still warm in the cache and commits only write what is left. At
+    /// most about what was dirty when it started, so it always ends. Call with `commit_lock`
+    /// held (placing data concurrently with a commit's snapshot would split a generation).
+    fn write_back(&self, keep: u64) -> Result<()> {
+        let batch = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
+        let mut budget = self.lock().dirty_blocks + batch;
+        while budget > 0 {
+            let (jobs, r) = {
+                let mut st = self.lock();
+                if st.dirty_blocks * u64::from(self.bs) <= keep {
+                    break;
+                }
+                let generation = st.meta.sb.generation + 1;
+                st.prepare_writeback(generation, batch.min(budget))
+            };
+            let placed: u64 = jobs.iter().map(|j| j.blocks.len() as u64).sum();
+            budget = budget.saturating_sub(placed.max(1));
+            self.write_jobs(&jobs)?;
+            self.lock().finish_writeback(&jobs);
+            self.dirty_cv.notify_all();
+            self.recycle(jobs);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Background data writeback (see `write_back`).
+    fn write_back_data(&self) -> Result<()> {
+        let _one = self.commit_lock.lock();
+        if self.failed.load(Ordering::SeqCst) {
+            return errno(libc::EIO);
+        }
+        self.write_back(DIRTY_SOFT_BYTES / 2)
     }
 
     /// Returns the bounce buffers of written jobs to the pool (those no reader holds).
@@ -454,20 +468,30 @@ impl Fs {
     }
 }
 
+/// The background writer: commits every `interval`, and in between writes dirty data back
+/// whenever writers pass the soft limit.
 fn committer_loop(weak: Weak<Fs>) {
+    let mut last_commit = std::time::Instant::now();
     loop {
         let Some(fs) = weak.upgrade() else { return };
         {
             let mut kicked = fs.kick.lock();
             if !*kicked {
-                fs.kick_cv.wait_for(&mut kicked, fs.interval);
+                let wait = fs.interval.saturating_sub(last_commit.elapsed());
+                fs.kick_cv.wait_for(&mut kicked, wait);
             }
             *kicked = false;
         }
         if fs.shut_down.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = fs.commit() {
+        let r = if last_commit.elapsed() >= fs.interval {
+            last_commit = std::time::Instant::now();
+            fs.commit()
+        } else {
+            fs.write_back_data()
+        };
+        if let Err(e) = r {
             if !matches!(e, Error::Errno(libc::EIO)) {
                 log::warn!("background commit: {e}");
             }
