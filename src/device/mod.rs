@@ -11,10 +11,12 @@
 //! - `flush` returns only when every write that completed before it is durable.
 
 mod buf;
+mod crash;
 mod file;
 mod mem;
 
 pub use buf::{AlignedBuf, BufPool, BUF_ALIGN};
+pub use crash::{CrashDevice, SplitMix, SECTOR};
 pub use file::{is_block_device, FileDevice, Medium, MIN_IMAGE_SIZE};
 pub use mem::MemDevice;
 

@@ -81,8 +81,9 @@ pub struct Fs {
     /// the medium stays intact) and every change fails with EIO.
     failed: AtomicBool,
     shut_down: AtomicBool,
-    kick: Mutex<bool>,
-    kick_cv: Condvar,
+    /// Wakes the background writer; shared with its thread, which holds no `Arc<Fs>` while it
+    /// sleeps (so dropping the last `Arc<Fs>` frees the filesystem and ends the thread).
+    kick: Arc<Kick>,
     committer: Mutex<Option<JoinHandle<()>>>,
     counters: AtomicCounters,
     interval: Duration,
@@ -146,8 +147,7 @@ impl Fs {
             io_gate: RwLock::new(()),
             failed: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
-            kick: Mutex::new(false),
-            kick_cv: Condvar::new(),
+            kick: Arc::new(Kick::default()),
             committer: Mutex::new(None),
             counters: AtomicCounters::default(),
             interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
@@ -170,9 +170,10 @@ impl Fs {
                 fs.commit()?;
             }
             let weak = Arc::downgrade(&fs);
+            let kick = fs.kick.clone();
             let handle = std::thread::Builder::new()
                 .name("stablefs-commit".into())
-                .spawn(move || committer_loop(weak))
+                .spawn(move || committer_loop(weak, kick))
                 .map_err(Error::Io)?;
             *fs.committer.lock() = Some(handle);
         }
@@ -242,8 +243,7 @@ impl Fs {
     }
 
     fn kick_committer(&self) {
-        *self.kick.lock() = true;
-        self.kick_cv.notify_all();
+        self.kick.wake();
     }
 
     /// Latches a device write failure (see `failed`).
@@ -470,22 +470,18 @@ impl Fs {
 
 /// The background writer: commits every `interval`, and in between writes dirty data back
 /// whenever writers pass the soft limit.
-fn committer_loop(weak: Weak<Fs>) {
+fn committer_loop(weak: Weak<Fs>, kick: Arc<Kick>) {
     let mut last_commit = std::time::Instant::now();
+    let Some(interval) = weak.upgrade().map(|fs| fs.interval) else {
+        return;
+    };
     loop {
+        kick.wait(interval.saturating_sub(last_commit.elapsed()));
         let Some(fs) = weak.upgrade() else { return };
-        {
-            let mut kicked = fs.kick.lock();
-            if !*kicked {
-                let wait = fs.interval.saturating_sub(last_commit.elapsed());
-                fs.kick_cv.wait_for(&mut kicked, wait);
-            }
-            *kicked = false;
-        }
         if fs.shut_down.load(Ordering::SeqCst) {
             return;
         }
-        let r = if last_commit.elapsed() >= fs.interval {
+        let r = if last_commit.elapsed() >= interval {
             last_commit = std::time::Instant::now();
             fs.commit()
         } else {
@@ -499,7 +495,38 @@ fn committer_loop(weak: Weak<Fs>) {
                 return;
             }
         }
-        drop(fs);
+    }
+}
+
+/// A wake-up flag for the background writer.
+#[derive(Default)]
+struct Kick {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Kick {
+    fn wake(&self) {
+        *self.flag.lock() = true;
+        self.cv.notify_all();
+    }
+
+    /// Sleeps until woken or `timeout` passes.
+    fn wait(&self, timeout: Duration) {
+        let mut flag = self.flag.lock();
+        if !*flag {
+            self.cv.wait_for(&mut flag, timeout);
+        }
+        *flag = false;
+    }
+}
+
+impl Drop for Fs {
+    fn drop(&mut self) {
+        // Without `shutdown` (a crash in tests, or an error path): nothing more is committed;
+        // the background writer finds the filesystem gone and ends.
+        self.shut_down.store(true, Ordering::SeqCst);
+        self.kick.wake();
     }
 }
 
