@@ -418,3 +418,62 @@ fn every_cut_point_recovers_to_a_synced_state() {
     }
     println!("{cases} crash cases (workload seeds {first_seed}..{seed}), every one recovered to a synced state");
 }
+
+/// A medium that starts failing writes and flushes (reads still work) at every point of a
+/// workload: the filesystem reports EIO, commits nothing more, keeps serving what it has, and
+/// the medium holds the last commit that succeeded, intact.
+#[test]
+fn failing_writes_leave_the_last_commit_intact() {
+    let image = fresh_image();
+    let mut cases = 0;
+    for seed in 100..102u64 {
+        let total = run_case(&image, seed, None, 0).unwrap_or_else(|e| panic!("{e}"));
+        for fail_at in 0..=total {
+            let dev = Arc::new(CrashDevice::new(image.clone(), 512));
+            let fs = Fs::mount(dev.clone(), opts()).unwrap();
+            dev.fail_writes_at(dev.ops() + fail_at);
+            let (synced, inflight) = workload(&fs, seed);
+            let repro = format!("workload seed {seed}, writes failing from op {fail_at}");
+            if dev.is_dead() {
+                // Changes are refused from now on, with EIO, and nothing panics or hangs.
+                let e = fs
+                    .mknod(ROOT_INO, b"after-failure", libc::S_IFREG | 0o644, 0, ROOT)
+                    .unwrap_err();
+                assert_eq!(e.errno(), libc::EIO, "{repro}");
+                assert_eq!(fs.sync().unwrap_err().errno(), libc::EIO, "{repro}");
+                // The live mount still shows everything it had (from memory or the medium).
+                for path in inflight.as_ref().unwrap_or(&synced).keys() {
+                    assert!(
+                        resolve(&fs, path).is_some(),
+                        "{repro}: {path} vanished from the live mount"
+                    );
+                }
+            }
+            drop(fs);
+            // Whatever the failing medium accepted, a whole commit is what mounts: the last good
+            // one, or the one whose final flush failed after its superblock was written.
+            let after = Arc::new(MemDevice::from_bytes(dev.all_writes_image(), 512));
+            let fs =
+                Fs::mount(after, opts()).unwrap_or_else(|e| panic!("{repro}: mount failed: {e}"));
+            let state = walk(&fs).unwrap_or_else(|e| panic!("{repro}: {e}"));
+            if state != synced && Some(&state) != inflight.as_ref() {
+                let diff: Vec<_> = state
+                    .keys()
+                    .chain(synced.keys())
+                    .filter(|k| state.get(*k) != synced.get(*k))
+                    .take(5)
+                    .map(|k| {
+                        format!(
+                            "{k}: found {:?} synced {:?}",
+                            state.get(k).map(short),
+                            synced.get(k).map(short)
+                        )
+                    })
+                    .collect();
+                panic!("{repro}: the medium holds neither the synced nor the in-flight commit: {diff:?}");
+            }
+            cases += 1;
+        }
+    }
+    println!("{cases} failing-device cases");
+}

@@ -25,6 +25,8 @@ struct State {
     ops: u64,
     cut_at: Option<u64>,
     dead: bool,
+    /// After the cut, reads still work: a failing medium rather than a power cut.
+    reads_survive: bool,
 }
 
 pub struct CrashDevice {
@@ -67,6 +69,7 @@ impl CrashDevice {
                 ops: 0,
                 cut_at: None,
                 dead: false,
+                reads_survive: false,
             }),
         }
     }
@@ -76,6 +79,14 @@ impl CrashDevice {
     /// reached the medium (it counts as unflushed).
     pub fn cut_at(&self, op: u64) {
         self.state.lock().cut_at = Some(op);
+    }
+
+    /// From the `op`-th write or flush on, every write, flush and discard fails with `EIO`
+    /// and changes nothing, while reads keep working: a medium that fails to write.
+    pub fn fail_writes_at(&self, op: u64) {
+        let mut st = self.state.lock();
+        st.cut_at = Some(op);
+        st.reads_survive = true;
     }
 
     /// Writes and flushes issued so far.
@@ -164,7 +175,8 @@ impl BlockDevice for CrashDevice {
         let len = check_bufs(self.align, bufs)?;
         let mut st = self.state.lock();
         check_aligned(self.align, offset, len, st.volatile.len() as u64)?;
-        let cut_now = st.cut_at == Some(st.ops);
+        // A failing medium writes nothing; at a power cut the write in flight may land.
+        let cut_now = st.cut_at == Some(st.ops) && !st.reads_survive;
         let r = Self::tick(&mut st);
         if r.is_err() && !cut_now {
             return r;
