@@ -301,6 +301,9 @@ impl Fs {
             }
             match st.meta.prepare_commit(Timespec::now().sec) {
                 Ok(p) => p,
+                // No room for the tree's new blocks: nothing was changed; the caller hears
+                // ENOSPC and the filesystem stays usable (deletes make room).
+                Err(Error::Errno(libc::ENOSPC)) => return errno(libc::ENOSPC),
                 Err(e) => return Err(self.write_failed(e)),
             }
         };

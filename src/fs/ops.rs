@@ -12,6 +12,17 @@ use crate::format::{
 /// The (name, value) pairs of one xattr bucket.
 type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// How much of the reserve an operation may use. Data writes stop at the full reserve; adding
+/// names and xattrs may use half of it; operations that free space (truncate, and unlink,
+/// rmdir, rename, which check nothing) may use all of it, so a full filesystem can always be
+/// cleaned up, and the commits that free space always find blocks for the tree.
+#[derive(Clone, Copy)]
+enum Reserve {
+    Data,
+    Names,
+    Freeing,
+}
+
 /// Most hard links to one inode (ext4's limit).
 const LINK_MAX: u32 = 65000;
 
@@ -165,6 +176,7 @@ impl Fs {
         self.writable()?;
         let kind = FileKind::from_mode(mode).ok_or(Error::Errno(libc::EINVAL))?;
         let mut st = self.lock();
+        self.reserve(&st, 0, Reserve::Names)?;
         let mut dir = st.dir_inode(parent)?;
         if dir.nlink == 0 {
             return errno(libc::ENOENT);
@@ -271,6 +283,7 @@ impl Fs {
         check_name(newname)?;
         self.writable()?;
         let mut st = self.lock();
+        self.reserve(&st, 0, Reserve::Names)?;
         let mut i = st.inode(ino)?;
         if i.kind() == FileKind::Dir {
             return errno(libc::EPERM);
@@ -578,6 +591,17 @@ impl Fs {
     /// `kill_suidgid`: the writer lacks CAP_FSETID (the kernel says so with
     /// `FUSE_WRITE_KILL_SUIDGID`), so set-user-ID and friends are cleared, as on ext4.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
+        self.write_at_level(ino, offset, data, kill_suidgid, Reserve::Data)
+    }
+
+    fn write_at_level(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        kill_suidgid: bool,
+        level: Reserve,
+    ) -> Result<u32> {
         self.writable()?;
         if data.is_empty() {
             return Ok(0);
@@ -679,7 +703,7 @@ impl Fs {
                 (offset, data, end),
                 full,
                 &partial,
-                kill_suidgid,
+                (kill_suidgid, level),
             );
         }
     }
@@ -693,7 +717,7 @@ impl Fs {
         (offset, data, end): (u64, &[u8], u64),
         full: Vec<(u64, DirtyBlock)>,
         partial: &[u64],
-        kill_suidgid: bool,
+        (kill_suidgid, level): (bool, Reserve),
     ) -> Result<u32> {
         let bs = u64::from(self.bs);
         let mut i = st.inode(ino)?;
@@ -701,7 +725,7 @@ impl Fs {
             return errno(libc::EINVAL);
         }
         let new_blocks = full.len() as u64 + partial.len() as u64;
-        self.reserve(st, new_blocks)?;
+        self.reserve(st, new_blocks, level)?;
         for &fb in partial {
             let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
             if !in_dirty {
@@ -774,14 +798,18 @@ impl Fs {
         Ok(())
     }
 
-    /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit,
-    /// keeping a reserve for metadata.
-    fn reserve(&self, st: &State, n: u64) -> Result<()> {
+    /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit while
+    /// keeping what `level` must leave free (see `Reserve`).
+    fn reserve(&self, st: &State, n: u64, level: Reserve) -> Result<()> {
         let a = &st.meta.alloc;
         let total = a.total_blocks() - a.first_block();
         let meta_reserve = (total / 64).max(64);
-        let need = st.dirty_blocks + n + meta_reserve;
-        if a.free_blocks() < need {
+        let keep = match level {
+            Reserve::Data => meta_reserve,
+            Reserve::Names => meta_reserve / 2,
+            Reserve::Freeing => 0,
+        };
+        if a.free_blocks() < st.dirty_blocks + n + keep {
             return errno(libc::ENOSPC);
         }
         Ok(())
@@ -806,7 +834,7 @@ impl Fs {
             // Zero the tail of the new last block, so growing the file again reads zeros.
             let tail_end = old.min((size / bs + 1) * bs);
             let zeros = vec![0u8; (tail_end - size) as usize];
-            self.write(ino, size, &zeros, false)?;
+            self.write_at_level(ino, size, &zeros, false, Reserve::Freeing)?;
         }
         let mut st = self.lock();
         let mut i = st.inode(ino)?;
@@ -873,6 +901,7 @@ impl Fs {
         Self::check_xattr_name(name)?;
         self.writable()?;
         let mut st = self.lock();
+        self.reserve(&st, 0, Reserve::Names)?;
         let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
         let pos = list.iter().position(|(n, _)| n == name);
         match (pos, flags) {

@@ -251,18 +251,41 @@ impl Tree {
 
     /// Writes every dirty node to fresh blocks (children before parents) into `out` as
     /// `(block, bytes)`, frees the blocks of the nodes they replace, and returns the new root
-    /// pointer. On `None` from the allocator (device full) returns `ENOSPC`; the in-memory tree
-    /// is unchanged in meaning either way.
+    /// pointer. When the device cannot hold them all it returns `ENOSPC` before changing
+    /// anything.
     pub fn write_dirty(
         &mut self,
         alloc: &mut Allocator,
         generation: u64,
         out: &mut Vec<(BlockNo, Vec<u8>)>,
     ) -> Result<BlockPtr> {
+        // Every block is found before any is assigned: running out half-way would leave nodes
+        // pointing at blocks that were never written.
+        if alloc.free_blocks() < self.dirty_nodes() as u64 {
+            return Err(Error::Errno(libc::ENOSPC));
+        }
         for b in self.freed.drain(..) {
             alloc.free_later(b.0, 1);
         }
         write_rec(&self.io.id, &mut self.root, alloc, generation, out)
+    }
+
+    /// Nodes changed since the last commit: the blocks the next commit needs for the tree.
+    pub fn dirty_nodes(&self) -> usize {
+        fn count(n: &Node) -> usize {
+            if n.disk.is_some() {
+                return 0;
+            }
+            let below = match &n.body {
+                Body::Leaf(_) => 0,
+                Body::Inner(c) => c
+                    .iter()
+                    .map(|(_, ch)| if let Child::Mem(m) = ch { count(m) } else { 0 })
+                    .sum(),
+            };
+            1 + below
+        }
+        count(&self.root)
     }
 
     /// Visits every node and item, loading (and so verifying) the whole tree.
