@@ -239,7 +239,8 @@ name = {'raw': 'raw', 'stablefs': 'stablefs', 'ratio': 'stablefs/raw'}
 hdr = '| round | order | ' + ' | '.join(f'{rw} {name[t]}' + ('' if t == 'ratio' else ' MB/s') for t, rw in cols) + ' |'
 L = [f'### seq.sh, {time.strftime("%Y-%m-%d")}, stablefs {commit}', '',
      f'- kernel {platform.release()}; CPU {cpu} x {os.cpu_count()}; {fiov}',
-     f'- work dir {work} on `{fsinfo}`; disk `{disk}`',
+     # No absolute path of this machine goes into the record: the work dir relative to the repo.
+     f'- work dir {os.path.relpath(work)} on a host {(fsinfo.split() + ["?", "?"])[1]} filesystem; disk `{disk}`',
      f'- file {size >> 20} MiB, fio psync bs=1M, write end_fsync=1, cold read; {rounds} alternating rounds; '
      f'raw = direct=1 on an image file of the same size; stablefs mount options `{mopts or "(default)"}`; '
      f'drop_caches {"ok" if dropok == "1" else "NOT permitted"}', '',
