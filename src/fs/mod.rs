@@ -46,7 +46,7 @@ impl Default for MountOptions {
 /// which writers wait.
 const DIRTY_SOFT_BYTES: u64 = 16 << 20;
 const DIRTY_HARD_BYTES: u64 = 256 << 20;
-/// Dirty data small enough to write while holding the lock at the commit snapshot.
+/// Dirty data left for the commit snapshot to place (the rest is written back before it).
 const ORDERED_TAIL_BYTES: u64 = 8 << 20;
 /// Data placed and written per step of a commit (the lock is released in between).
 const WRITEBACK_BATCH_BYTES: u64 = 4 << 20;
@@ -285,27 +285,29 @@ impl Fs {
         if matches!(placed, Err(Error::Errno(libc::EIO))) {
             return placed;
         }
-        // 2. Snapshot the metadata. What was written meanwhile (a little) is placed and written
-        //    under the lock first, so every file size in the snapshot has its data on the device
+        // 2. Snapshot the metadata. What was written meanwhile (a little) is placed first, so
+        //    every file size in the snapshot has its data on the device before the superblock
         //    (ordered data, as ext4's default): a crash never shows zeros where data was written
-        //    before the commit.
-        let mut plan = {
+        //    before the commit. The lock is held for the placing and the snapshot only; the data
+        //    is written after it (readers find it in `writeback` meanwhile).
+        let (tail, plan) = {
             let mut st = self.lock();
             let generation = st.meta.sb.generation + 1;
             let (jobs, r) = st.prepare_writeback(generation, u64::MAX);
-            self.write_jobs(&jobs)?;
-            st.finish_writeback(&jobs);
-            self.recycle(jobs);
             if let Err(e) = r {
                 placed = Err(e);
             }
-            match st.meta.prepare_commit(Timespec::now().sec) {
-                Ok(p) => p,
-                // No room for the tree's new blocks: nothing was changed; the caller hears
-                // ENOSPC and the filesystem stays usable (deletes make room).
-                Err(Error::Errno(libc::ENOSPC)) => return errno(libc::ENOSPC),
-                Err(e) => return Err(self.write_failed(e)),
-            }
+            (jobs, st.meta.prepare_commit(Timespec::now().sec))
+        };
+        self.write_jobs(&tail)?;
+        self.lock().finish_writeback(&tail);
+        self.recycle(tail);
+        let mut plan = match plan {
+            Ok(p) => p,
+            // No room for the tree's new blocks: nothing was changed; the caller hears ENOSPC
+            // and the filesystem stays usable (deletes make room).
+            Err(Error::Errno(libc::ENOSPC)) => return errno(libc::ENOSPC),
+            Err(e) => return Err(self.write_failed(e)),
         };
         self.dirty_cv.notify_all();
         // 3. Nodes, flush, superblock, flush.
