@@ -66,7 +66,12 @@ fn terse_groups(out: &str) -> Vec<(u64, u64, u64)> {
 /// Runs fio on `job`; panics with its output unless it exits 0. Returns its output.
 fn fio(job: &Path, extra: &[&str], t: &TestFs) -> String {
     let mut cmd = Command::new("fio");
-    cmd.arg(job)
+    // fio leaves its verify state files in its working directory: keep them in the scratch one.
+    let scratch = job
+        .parent()
+        .expect("the job file is in the scratch directory");
+    cmd.current_dir(scratch)
+        .arg(job)
         .args(["--output-format=terse", "--terse-version=3"])
         .args(extra);
     if Command::new("fio").arg("--version").output().is_err() {
