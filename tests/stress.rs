@@ -13,7 +13,8 @@
 //!
 //! Errors that POSIX allows when other processes change the tree meanwhile (`ENOENT`, `EEXIST`,
 //! `ENOTEMPTY`, `ENOTDIR`, `EISDIR`, `ELOOP`; `EINVAL` for a rename into its own subtree;
-//! `EPERM` for a hard link to a directory; `ENODATA`/`EEXIST` for xattr flags) are counted,
+//! `EPERM` for a hard link to a directory; `ENODATA`/`EEXIST` for xattr flags; `EINVAL` for an
+//! `O_DIRECT` open of a directory) are counted,
 //! not failures. `EOPNOTSUPP` from fallocate and punch hole counts as "unsupported" while
 //! [`STRICT_FALLOCATE`] is false. Anything else (`EIO` above all) fails the test.
 //!
@@ -44,6 +45,8 @@ use std::time::{Duration, Instant};
 
 /// Set in a worker process: `ID SEED OPS ROOT`.
 const WORKER_ENV: &str = "STABLEFS_STRESS_WORKER";
+/// Set in a worker process: the directory (off the mount) where it leaves its private file's model.
+const MODELS_ENV: &str = "STABLEFS_STRESS_MODELS";
 /// Overrides the default seed of every test here.
 const SEED_ENV: &str = "STABLEFS_STRESS_SEED";
 /// While false, `EOPNOTSUPP` from fallocate and punch hole is counted as "unsupported"; make it
@@ -110,6 +113,7 @@ fn reference_run_on_host_filesystem() {
         "seed {seed}: consistency walk on the host filesystem:\n{}",
         w.problems.join("\n")
     );
+    check_models(&root, dir.path(), 4, seed);
     println!(
         "host filesystem: {} ops in {:.1?}; walk: {}",
         run.total_ops(),
@@ -145,12 +149,20 @@ fn stress_mount(t: &mut TestFs, procs: u32, ops: u64, default_seed: u64) {
 
     t.unmount();
     t.mount();
-    let w = walk::walk(&t.mnt, &mut check_pattern);
+    let private = private_dir(&root);
+    let w = walk::walk(&t.mnt, &mut |p, off, data| {
+        if p.starts_with(&private) {
+            Ok(()) // checked against the model below
+        } else {
+            check_pattern(p, off, data)
+        }
+    });
     assert!(
         w.problems.is_empty(),
         "seed {seed}: consistency walk after the remount:\n{}",
         w.problems.join("\n")
     );
+    check_models(&root, t.dir.path(), procs, seed);
     let s = walk::statvfs(&t.mnt);
     let counted = s.f_files - s.f_ffree;
     assert_eq!(
@@ -180,6 +192,25 @@ fn stress_mount(t: &mut TestFs, procs: u32, ops: u64, default_seed: u64) {
         walk::summary(&w),
         start.elapsed()
     );
+}
+
+/// Each worker's private file holds exactly what its model says.
+#[track_caller]
+fn check_models(root: &Path, scratch: &Path, procs: u32, seed: u64) {
+    for id in 0..procs {
+        let p = private_dir(root).join(format!("w{id}"));
+        let got = fs::read(&p).unwrap_or_else(|e| panic!("seed {seed}: {}: {e}", p.display()));
+        let want = fs::read(scratch.join(format!("model-{id}"))).unwrap();
+        if got != want {
+            let at = got.iter().zip(&want).position(|(a, b)| a != b);
+            panic!(
+                "seed {seed}: {} is {} bytes, its model {}; first difference at {at:?}",
+                p.display(),
+                got.len(),
+                want.len()
+            );
+        }
+    }
 }
 
 /// What the workers reported.
@@ -231,6 +262,7 @@ fn run_workers(
     t: Option<&TestFs>,
 ) -> Run {
     let exe = std::env::current_exe().expect("the test binary's path");
+    fs::create_dir(private_dir(root)).unwrap();
     let mut children: Vec<(Child, PathBuf)> = Vec::new();
     for id in 0..procs {
         let out_path = scratch.join(format!("worker-{id}.out"));
@@ -238,6 +270,7 @@ fn run_workers(
         let child = Command::new(&exe)
             .args([WORKER_TEST, "--exact", "--nocapture", "--test-threads=1"])
             .env(WORKER_ENV, format!("{id} {seed} {ops} {}", root.display()))
+            .env(MODELS_ENV, scratch)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -398,6 +431,15 @@ enum Op {
     Chmod,
     Readdir,
     Stat,
+    DirectWrite,
+    DirectRead,
+    Getxattr,
+    Listxattr,
+    PrivateWrite,
+    PrivateRead,
+    PrivateTruncate,
+    PrivatePunch,
+    PrivateFsync,
 }
 
 /// The operation mix: (operation, weight).
@@ -422,6 +464,15 @@ const MIX: &[(Op, u64)] = &[
     (Op::Chmod, 3),
     (Op::Readdir, 5),
     (Op::Stat, 4),
+    (Op::DirectWrite, 4),
+    (Op::DirectRead, 3),
+    (Op::Getxattr, 3),
+    (Op::Listxattr, 2),
+    (Op::PrivateWrite, 8),
+    (Op::PrivateRead, 6),
+    (Op::PrivateTruncate, 3),
+    (Op::PrivatePunch, 2),
+    (Op::PrivateFsync, 1),
 ];
 
 /// How an operation ended.
@@ -445,13 +496,23 @@ const RACE_ERRNOS: &[i32] = &[
 ];
 
 fn classify(op: Op, e: i32) -> Outcome {
+    if is_private(op) {
+        // Nobody else touches the private file: only an unsupported punch is not a failure.
+        return if op == Op::PrivatePunch && e == libc::EOPNOTSUPP && !STRICT_FALLOCATE {
+            Outcome::Unsupported
+        } else {
+            Outcome::Failed(format!("errno {e} ({})", io::Error::from_raw_os_error(e)))
+        };
+    }
     let extra: &[i32] = match op {
         // A directory renamed into its own subtree.
         Op::Rename | Op::RenameNoreplace | Op::RenameExchange => &[libc::EINVAL],
         // A hard link to a directory.
         Op::Link => &[libc::EPERM],
         // XATTR_REPLACE of a missing name, removing a missing name.
-        Op::Setxattr | Op::Removexattr => &[libc::ENODATA],
+        Op::Setxattr | Op::Removexattr | Op::Getxattr => &[libc::ENODATA],
+        // O_DIRECT open of a directory (ext4; FUSE lets it through).
+        Op::DirectRead | Op::DirectWrite => &[libc::EINVAL],
         _ => &[],
     };
     let unsupported = matches!(op, Op::Fallocate | Op::PunchHole) && e == libc::EOPNOTSUPP;
@@ -462,6 +523,18 @@ fn classify(op: Op, e: i32) -> Outcome {
     } else {
         Outcome::Failed(format!("errno {e} ({})", io::Error::from_raw_os_error(e)))
     }
+}
+
+/// Operations on the worker's own file, checked against an exact model of its contents.
+fn is_private(op: Op) -> bool {
+    matches!(
+        op,
+        Op::PrivateWrite
+            | Op::PrivateRead
+            | Op::PrivateTruncate
+            | Op::PrivatePunch
+            | Op::PrivateFsync
+    )
 }
 
 fn errno_name(e: i32) -> String {
@@ -500,6 +573,9 @@ impl Rng {
 struct Worker {
     root: PathBuf,
     rng: Rng,
+    /// This worker's own file (no other worker touches it) and what it must contain.
+    private: PathBuf,
+    model: Vec<u8>,
 }
 
 /// A worker process: `spec` is `ID SEED OPS ROOT`. Prints `STRESS count OP OUTCOME N` and
@@ -514,9 +590,14 @@ fn worker_main(spec: &str) {
         seed.parse().unwrap(),
         ops.parse().unwrap(),
     );
+    let root = PathBuf::from(root);
+    let private = private_dir(&root).join(format!("w{id}"));
+    File::create(&private).unwrap_or_else(|e| panic!("creating {}: {e}", private.display()));
     let mut w = Worker {
-        root: PathBuf::from(root),
+        root,
         rng: Rng(splitmix(seed ^ splitmix(id))),
+        private,
+        model: Vec::new(),
     };
     let total: u64 = MIX.iter().map(|m| m.1).sum();
     let mut counts: BTreeMap<(Op, String), u64> = BTreeMap::new();
@@ -548,6 +629,11 @@ fn worker_main(spec: &str) {
     for ((op, outcome), n) in &counts {
         println!("STRESS count {op:?} {outcome} {n}");
     }
+    File::open(&w.private)
+        .and_then(|f| f.sync_all())
+        .expect("fsync of the private file");
+    let models = std::env::var(MODELS_ENV).expect("the models directory");
+    fs::write(Path::new(&models).join(format!("model-{id}")), &w.model).unwrap();
     assert_eq!(failures, 0, "worker {id}: {failures} failed operations");
 }
 
@@ -702,6 +788,9 @@ impl Worker {
     }
 
     fn dispatch(&mut self, op: Op) -> (String, Result<(), Fail>) {
+        if is_private(op) {
+            return self.private_op(op);
+        }
         let p = self.target(op);
         let what = p
             .strip_prefix(&self.root)
@@ -773,9 +862,10 @@ impl Worker {
                 (format!("{what} kind {kind}"), fsync(&p, kind))
             }
             Op::Setxattr => {
-                let name = format!("user.s{}", self.rng.below(XATTR_NAMES));
+                let k = self.rng.below(XATTR_NAMES);
+                let name = format!("user.s{k}");
                 let len = self.rng.below(129) as usize;
-                let value: Vec<u8> = (0..len).map(|_| self.rng.next() as u8).collect();
+                let value = xattr_value(k, len);
                 let flags =
                     [0, libc::XATTR_CREATE, libc::XATTR_REPLACE][self.rng.below(3) as usize];
                 let what = format!("{what} {name} len {len} flags {flags}");
@@ -795,6 +885,27 @@ impl Worker {
                 (format!("{what} {mode:o}"), r.map_err(Fail::from))
             }
             Op::Readdir => (what, readdir(&p)),
+            Op::DirectWrite | Op::DirectRead => {
+                let off = self.rng.below(MAX_OFFSET / 4096) * 4096;
+                let len = (1 + self.rng.below(MAX_WRITE / 4096)) * 4096;
+                let what = format!("{what} @{off}+{len}");
+                if op == Op::DirectWrite {
+                    let create = self.rng.chance(50);
+                    (what, direct_write(&p, off, len as usize, create))
+                } else {
+                    (what, direct_read(&p, off, len as usize))
+                }
+            }
+            Op::Getxattr => {
+                let k = self.rng.below(XATTR_NAMES);
+                (format!("{what} user.s{k}"), getxattr(&p, k))
+            }
+            Op::Listxattr => (what, listxattr(&p)),
+            Op::PrivateWrite
+            | Op::PrivateRead
+            | Op::PrivateTruncate
+            | Op::PrivatePunch
+            | Op::PrivateFsync => unreachable!("handled by private_op"),
             Op::Stat => {
                 let r = if self.rng.chance(50) {
                     fs::metadata(&p)
@@ -804,6 +915,91 @@ impl Worker {
                 (what, r.map(|_| ()).map_err(Fail::from))
             }
         }
+    }
+
+    /// An operation on the private file, checked against (and applied to) the model.
+    fn private_op(&mut self, op: Op) -> (String, Result<(), Fail>) {
+        let p = self.private.clone();
+        match op {
+            Op::PrivateWrite => {
+                let (off, len) = (self.offset(2 * MAX_OFFSET), self.len());
+                let data: Vec<u8> = (0..len).map(|_| self.rng.next() as u8).collect();
+                let r = OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .and_then(|f| f.write_all_at(&data, off));
+                if r.is_ok() {
+                    let (off, end) = (off as usize, (off + len) as usize);
+                    if self.model.len() < end {
+                        self.model.resize(end, 0);
+                    }
+                    self.model[off..end].copy_from_slice(&data);
+                }
+                (format!("@{off}+{len}"), r.map_err(Fail::from))
+            }
+            Op::PrivateRead => {
+                let (off, len) = (self.offset(2 * MAX_OFFSET + MAX_WRITE), self.len());
+                (format!("@{off}+{len}"), self.private_read(off, len))
+            }
+            Op::PrivateTruncate => {
+                let size = self.offset(2 * MAX_OFFSET + MAX_WRITE);
+                let r = OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .and_then(|f| f.set_len(size));
+                if r.is_ok() {
+                    self.model.resize(size as usize, 0);
+                }
+                (format!("to {size}"), r.map_err(Fail::from))
+            }
+            Op::PrivatePunch => {
+                let (off, len) = (self.offset(2 * MAX_OFFSET), self.len());
+                let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+                let r = fallocate(&p, mode, off, len);
+                if r.is_ok() {
+                    let end = ((off + len) as usize).min(self.model.len());
+                    if (off as usize) < end {
+                        self.model[off as usize..end].fill(0);
+                    }
+                }
+                (format!("@{off}+{len}"), r)
+            }
+            _ => {
+                let r = File::open(&p).and_then(|f| f.sync_data());
+                (String::new(), r.map_err(Fail::from))
+            }
+        }
+    }
+
+    fn private_read(&self, off: u64, len: u64) -> Result<(), Fail> {
+        let f = File::open(&self.private)?;
+        let mut buf = vec![0u8; len as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match f.read_at(&mut buf[got..], off + got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        let from = (off as usize).min(self.model.len());
+        let want = &self.model[from..(from + len as usize).min(self.model.len())];
+        if &buf[..got] == want {
+            return Ok(());
+        }
+        let at = buf[..got]
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.min(want.len()));
+        Err(Fail::Check(format!(
+            "private file (model size {}): read {got} bytes, expected {}; first difference at \
+             offset {}: got {:?}, expected {:?}",
+            self.model.len(),
+            want.len(),
+            off + at as u64,
+            buf.get(at),
+            want.get(at)
+        )))
     }
 
     fn create(&mut self, p: &Path) -> Result<(), Fail> {
@@ -930,4 +1126,102 @@ fn readdir(p: &Path) -> Result<(), Fail> {
         }
     }
     Ok(())
+}
+
+/// The directory of the workers' private files: next to the shared tree.
+fn private_dir(root: &Path) -> PathBuf {
+    root.with_file_name("private")
+}
+
+/// The value every writer gives xattr `user.s{k}` when it is `len` bytes long, so that any value
+/// read back can be checked whoever set it.
+fn xattr_value(k: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64 * 31 + k * 7 + len as u64) as u8)
+        .collect()
+}
+
+fn getxattr(p: &Path, k: u64) -> Result<(), Fail> {
+    let (c, n) = (cpath(p), CString::new(format!("user.s{k}")).unwrap());
+    let mut buf = [0u8; 256];
+    // Safe because the strings are NUL-terminated and `buf` is valid for `buf.len()` bytes.
+    let n = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(Fail::Errno(last_errno()));
+    }
+    let v = &buf[..n as usize];
+    if v == xattr_value(k, v.len()).as_slice() {
+        Ok(())
+    } else {
+        Err(Fail::Check(format!("user.s{k} reads back as {v:?}")))
+    }
+}
+
+fn listxattr(p: &Path) -> Result<(), Fail> {
+    let c = cpath(p);
+    let mut buf = [0u8; 4096];
+    // Safe because the path is NUL-terminated and `buf` is valid for `buf.len()` bytes.
+    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(Fail::Errno(last_errno()));
+    }
+    let names = &buf[..n as usize];
+    let ok = names.split(|&b| b == 0).filter(|n| !n.is_empty()).all(|n| {
+        n.strip_prefix(b"user.s")
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.parse::<u64>().ok())
+            .is_some_and(|k| k < XATTR_NAMES)
+            // Security labels may exist on some host filesystems.
+            || n.starts_with(b"security.")
+    });
+    if ok && names.last().is_none_or(|&b| b == 0) {
+        Ok(())
+    } else {
+        Err(Fail::Check(format!(
+            "listxattr gives {:?}",
+            String::from_utf8_lossy(names)
+        )))
+    }
+}
+
+/// A `len`-byte buffer aligned for O_DIRECT (4096), inside `v`.
+fn aligned(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    v.resize(len + 4096, 0);
+    let at = v.as_ptr().align_offset(4096);
+    &mut v[at..at + len]
+}
+
+fn direct_write(p: &Path, off: u64, len: usize, create: bool) -> Result<(), Fail> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(create)
+        .mode(0o644)
+        .custom_flags(libc::O_DIRECT)
+        .open(p)?;
+    let mut v = Vec::new();
+    let buf = aligned(&mut v, len);
+    buf.copy_from_slice(&pattern_at(off, len));
+    f.write_all_at(buf, off)?;
+    Ok(())
+}
+
+fn direct_read(p: &Path, off: u64, len: usize) -> Result<(), Fail> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(p)?;
+    let mut v = Vec::new();
+    let buf = aligned(&mut v, len);
+    let mut got = 0;
+    while got < len {
+        match f.read_at(&mut buf[got..], off + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+        if got % 4096 != 0 {
+            // A short read at EOF; the next aligned read would start mid-block.
+            break;
+        }
+    }
+    check_pattern(p, off, &buf[..got]).map_err(Fail::Check)
 }
