@@ -526,3 +526,30 @@ fn mmap_dirtied_during_fsync() {
         device.mixed_blocks
     );
 }
+
+/// The check itself: it accepts a file of mixed versions, and rejects a word that is not a tag,
+/// the tag of another word (misplaced data), a version never stored, and a short file.
+#[test]
+fn the_check_rejects_what_it_must() {
+    let good: Vec<u8> = (0..FILE_BYTES / 8)
+        .flat_map(|i| tag(1 + (i % 7) as u32, i).to_le_bytes())
+        .collect();
+    let v = verify(&good, 7);
+    assert!(v.bad.is_empty(), "{:?}", v.bad);
+    assert_eq!(v.mixed_blocks, BLOCKS as u64);
+    let word = |data: &mut Vec<u8>, i: usize, w: u64| {
+        data[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    };
+    for (i, w) in [
+        (10, 0),
+        (20, tag(3, 21)),
+        (30, tag(8, 30)),
+        (40, tag(0, 40)),
+        (50, tag(2, 50) ^ (1 << 60)),
+    ] {
+        let mut bad = good.clone();
+        word(&mut bad, i, w);
+        assert_eq!(verify(&bad, 7).bad_words, 1, "word {i} = {w:#x}");
+    }
+    assert_eq!(verify(&good[..FILE_BYTES - BLOCK], 7).bad_words, 1);
+}

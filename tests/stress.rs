@@ -131,6 +131,21 @@ fn reference_run_on_host_filesystem() {
     );
 }
 
+/// The content rule itself: pattern and zeros pass; the pattern shifted by one byte or by one
+/// block (data at the wrong offset), and any other byte, do not.
+#[test]
+fn the_content_rule_rejects_misplaced_data() {
+    let data = pattern_at(4096 * 3 + 5, 20_000);
+    assert!(check_pattern(Path::new("f"), 4096 * 3 + 5, &data).is_ok());
+    assert!(check_pattern(Path::new("f"), 0, &[0; 9000]).is_ok());
+    assert!(check_pattern(Path::new("f"), 4096 * 3 + 6, &data).is_err());
+    assert!(check_pattern(Path::new("f"), 4096 * 4 + 5, &data).is_err());
+    let mut one_off = data.clone();
+    one_off[777] ^= 0x40;
+    assert!(check_pattern(Path::new("f"), 4096 * 3 + 5, &one_off).is_err());
+    assert!(check_pattern(Path::new("f"), 0, &pattern_at(8, 64)).is_err());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The parent
 
