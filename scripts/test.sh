@@ -14,7 +14,7 @@ REPO=$PWD
 export DEBIAN_FRONTEND=noninteractive
 if [ -d "$HOME/.cargo/bin" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 
-PKGS=(fuse3 fio util-linux e2fsprogs btrfs-progs xfsprogs)
+PKGS=(fuse3 fio stress-ng util-linux e2fsprogs btrfs-progs xfsprogs)
 
 step() { echo "==> $*" >&2; }
 
