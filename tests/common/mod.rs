@@ -44,7 +44,7 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `run` lets a command go before it kills it.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long an unmount is retried while the kernel answers `EBUSY`.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
 
 /// The `stablefs` binary under test.
@@ -683,7 +683,8 @@ impl TestFs {
 
     fn diagnostics(&self) -> String {
         format!(
-            "\n--- daemon log ({}) ---\n{}\n--- mounts ---\n{}",
+            "\n--- processes using the mount ---\n{}\n--- daemon log ({}) ---\n{}\n--- mounts ---\n{}",
+            users_of(&self.mnt),
             self.log_path.display(),
             self.log(),
             mounts_listing()
@@ -941,4 +942,52 @@ impl Drop for Loop {
         }
         eprintln!("could not detach {}", self.dev.display());
     }
+}
+
+/// Processes with a cwd, root, executable, open file or mapping under `dir` (what makes an
+/// unmount fail with EBUSY), one line each.
+pub fn users_of(dir: &Path) -> String {
+    let mut out = String::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let base = p.path();
+        let mut held = Vec::new();
+        for link in ["cwd", "root", "exe"] {
+            if fs::read_link(base.join(link)).is_ok_and(|t| t.starts_with(dir)) {
+                held.push(link.to_string());
+            }
+        }
+        if let Ok(fds) = fs::read_dir(base.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(t) = fs::read_link(fd.path()) {
+                    if t.starts_with(dir) {
+                        held.push(format!("fd {}", t.display()));
+                    }
+                }
+            }
+        }
+        if fs::read_to_string(base.join("maps")).is_ok_and(|m| m.contains(&*dir.to_string_lossy()))
+        {
+            held.push("mmap".into());
+        }
+        if !held.is_empty() {
+            let comm = fs::read_to_string(base.join("comm")).unwrap_or_default();
+            out += &format!(
+                "  pid {} ({}): {}\n",
+                pid.to_string_lossy(),
+                comm.trim(),
+                held.join(", ")
+            );
+        }
+    }
+    if out.is_empty() {
+        out = "  (none found)\n".into();
+    }
+    out
 }
