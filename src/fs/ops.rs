@@ -700,8 +700,13 @@ impl Fs {
         if i.kind() != FileKind::File {
             return errno(libc::EINVAL);
         }
-        let new_blocks = full.len() as u64 + partial.len() as u64;
-        self.reserve(st, new_blocks)?;
+        // Space for the blocks that become dirty now: not those dirty already (counted in
+        // `dirty_blocks`), nor those fallocate reserved (writing them takes the reservation).
+        let (fb0, fb1) = (offset / bs, end.div_ceil(bs));
+        let dirty = st.dirty.get(&ino).map_or(0, |m| m.range(fb0..fb1).count()) as u64;
+        let prepaid = st.unwritten_count(ino, fb0, fb1)?;
+        self.reserve(st, fb1 - fb0 - dirty - prepaid)?;
+        st.take_unwritten(ino, &mut i, fb0, fb1)?;
         for &fb in partial {
             let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
             if !in_dirty {
@@ -775,12 +780,12 @@ impl Fs {
     }
 
     /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit,
-    /// keeping a reserve for metadata.
-    fn reserve(&self, st: &State, n: u64) -> Result<()> {
+    /// keeping a reserve for metadata and the blocks `fallocate` promised.
+    pub(super) fn reserve(&self, st: &State, n: u64) -> Result<()> {
         let a = &st.meta.alloc;
         let total = a.total_blocks() - a.first_block();
         let meta_reserve = (total / 64).max(64);
-        let need = st.dirty_blocks + n + meta_reserve;
+        let need = st.dirty_blocks + st.reserved_blocks + n + meta_reserve;
         if a.free_blocks() < need {
             return errno(libc::ENOSPC);
         }
@@ -814,6 +819,7 @@ impl Fs {
             let keep = size.div_ceil(bs);
             st.drop_cached_from(ino, keep);
             st.punch(ino, &mut i, keep, u64::MAX)?;
+            st.take_unwritten(ino, &mut i, keep, u64::MAX)?;
         }
         i.size = size;
         let t = now();
@@ -834,7 +840,8 @@ impl Fs {
         let st = self.lock();
         let a = &st.meta.alloc;
         let total = a.total_blocks() - a.first_block();
-        let free = (a.free_blocks() + a.pending_blocks()).saturating_sub(st.dirty_blocks);
+        let free = (a.free_blocks() + a.pending_blocks())
+            .saturating_sub(st.dirty_blocks + st.reserved_blocks);
         let reserve = (total / 64).max(64);
         Ok(StatFs {
             blocks: total,
