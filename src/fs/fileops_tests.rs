@@ -516,10 +516,10 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let off = 0u64..70_000;
     let len = 1u64..20_000;
+    let modes = prop::sample::select(vec![0, KEEP, PUNCH, ZERO, ZERO | KEEP]);
     prop_oneof![
         3 => (off.clone(), len.clone(), any::<u8>()).prop_map(|(o, l, s)| Op::Write(o, l, s)),
-        4 => (prop::sample::select(vec![0, KEEP, PUNCH, ZERO, ZERO | KEEP]), off.clone(), len.clone())
-            .prop_map(|(m, o, l)| Op::Falloc(m, o, l)),
+        4 => (modes, off.clone(), len.clone()).prop_map(|(m, o, l)| Op::Falloc(m, o, l)),
         1 => (0u64..80_000).prop_map(Op::Truncate),
         1 => (off.clone(), off, len).prop_map(|(a, b, l)| Op::Copy(a, b, l)),
         1 => Just(Op::Sync),

@@ -10,9 +10,9 @@
 //! must never wait on the device, or every request queued behind it waits too. So:
 //!
 //! - `read`, `fsync`, `fsyncdir`, `fallocate` and `copy_file_range` go to a [`pool::Pool`] of
-//!   worker threads, which call the blocking `Fs` method and send the reply themselves. Reads wait for the device and then
-//!   verify every block's crc32c; that verification is spread over the workers, not done on
-//!   the request loop.
+//!   worker threads, which call the blocking `Fs` method and send the reply themselves. Reads
+//!   wait for the device and then verify every block's crc32c; that verification is spread
+//!   over the workers, not done on the request loop.
 //! - `write` runs on the request loop. Its data is borrowed from the loop's request buffer;
 //!   handing it to a worker would need a copy, and `Fs::write` already makes the one copy the
 //!   design wants (into a private bounce buffer, computing the crc in the same pass). That is
@@ -488,7 +488,8 @@ impl Filesystem for StableFuse {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // No keep-cache (yet): the kernel drops its cached pages of a file on every open.
-        // No direct_io: the page cache only ever holds verified data.
+        // No direct_io: the page cache only ever holds verified data. O_DIRECT opens need none
+        // either: the kernel sends their reads and writes straight here, past its cache.
         match self.open_file(ino.0, flags.0, req.uid() != 0) {
             Ok(()) => {
                 self.seeker.opened(ino.0, flags.0);

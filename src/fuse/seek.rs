@@ -95,14 +95,17 @@ impl Seeker {
                 match notifier.inval_inode(INodeNo(ino), 0, 0) {
                     // ENOENT: the kernel does not have the inode cached, so no pages either.
                     Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                        warn!("lseek: cannot flush the kernel's cache of inode {ino} ({e}); leaving SEEK_DATA to the kernel");
+                        warn!(
+                            "lseek: cannot flush the kernel's cache of inode {ino} ({e}); \
+                             leaving SEEK_DATA to the kernel"
+                        );
                         reply.error(Errno::ENOSYS);
                     }
                     _ => reply_seek(seek(&fs, ino, offset, whence), reply),
                 }
             });
         if let Err(e) = spawned {
-            // The reply went with the closure; the kernel sees the request fail.
+            // The reply went with the closure, and fuser answers a dropped reply with EIO.
             warn!("lseek: cannot start a thread: {e}");
         }
     }
