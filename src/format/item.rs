@@ -11,6 +11,9 @@
 //!                                     crc32c u32 per block
 //! (ino,   SYMLINK,  0)                the target bytes
 //! (0,     ORPHAN,   ino)              empty: ino has no links left and is deleted at next mount
+//! (ino,   UNWRITTEN, file block)      blocks u64: a run of file blocks reserved by fallocate and
+//!                                     never written (reads see zeros; no device blocks yet)
+//! (0,     UNWRITTEN, ino)             blocks u64: the total of ino's UNWRITTEN runs
 //!
 //! InodeItem
 //!   0 mode u32 | 4 uid u32 | 8 gid u32 | 12 nlink u32 | 16 size u64 | 24 blocks u64 (allocated)
@@ -18,6 +21,7 @@
 //!     (each: seconds i64, nanoseconds u32)
 //!  88 parent u64 (directories: the ino of "..") | 96 next_cookie u64 (directories: next
 //!     readdir cookie to hand out) | 104 reserved u64
+//!   (blocks: mapped by EXTENT items plus reserved by UNWRITTEN ones)
 //! ```
 
 use super::codec::{Dec, Enc};
@@ -31,7 +35,8 @@ pub const KIND_XATTR: u8 = 4;
 pub const KIND_EXTENT: u8 = 5;
 pub const KIND_SYMLINK: u8 = 6;
 pub const KIND_ORPHAN: u8 = 7;
-/// Object id of filesystem-wide items (orphans).
+pub const KIND_UNWRITTEN: u8 = 8;
+/// Object id of filesystem-wide items (orphans, unwritten totals).
 pub const OBJECT_FS: u64 = 0;
 /// First cookie handed to real entries; 1 and 2 are "." and "..".
 pub const FIRST_COOKIE: u64 = 3;
@@ -313,6 +318,22 @@ impl ExtentItem {
             crcs,
         })
     }
+}
+
+/// The UNWRITTEN items: a block count, never zero.
+pub fn encode_block_count(n: u64) -> Vec<u8> {
+    let mut e = Enc::with_capacity(8);
+    e.u64(n);
+    e.buf
+}
+
+pub fn decode_block_count(bytes: &[u8]) -> Result<u64> {
+    let mut d = Dec::new(bytes, "unwritten blocks");
+    let n = d.u64()?;
+    if n == 0 || d.remaining() != 0 {
+        return d.corrupt(format_args!("{n} blocks in {} bytes", bytes.len()));
+    }
+    Ok(n)
 }
 
 /// The 64-bit name hash used in DIRENT and XATTR keys (two crc32c with different seeds).

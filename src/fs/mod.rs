@@ -5,6 +5,7 @@
 //! Names are raw bytes (`&[u8]`): Linux names are not UTF-8.
 
 mod data;
+mod fileops;
 mod ops;
 mod state;
 mod types;
@@ -128,15 +129,17 @@ impl Fs {
         }
         let bs = meta.sb.block_size;
         let orphans = meta.orphans.clone();
-        let state = State {
+        let mut state = State {
             meta,
             live: HashMap::new(),
             dirty: HashMap::new(),
             writeback: HashMap::new(),
             dirty_blocks: 0,
             writeback_blocks: 0,
+            reserved_blocks: 0,
             block_size: bs,
         };
+        state.reserved_blocks = state.load_reserved_blocks()?;
         let fs = Arc::new(Fs {
             dev,
             bs,
@@ -540,5 +543,7 @@ fn over_soft(st: &State, bs: u32) -> bool {
     st.dirty_blocks * u64::from(bs) > DIRTY_SOFT_BYTES
 }
 
+#[cfg(test)]
+mod fileops_tests;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 /// rmdir, rename, which check nothing) may use all of it, so a full filesystem can always be
 /// cleaned up, and the commits that free space always find blocks for the tree.
 #[derive(Clone, Copy)]
-enum Reserve {
+pub(super) enum Reserve {
     Data,
     Names,
     Freeing,
@@ -724,8 +724,13 @@ impl Fs {
         if i.kind() != FileKind::File {
             return errno(libc::EINVAL);
         }
-        let new_blocks = full.len() as u64 + partial.len() as u64;
-        self.reserve(st, new_blocks, level)?;
+        // Space for the blocks that become dirty now: not those dirty already (counted in
+        // `dirty_blocks`), nor those fallocate reserved (writing them takes the reservation).
+        let (fb0, fb1) = (offset / bs, end.div_ceil(bs));
+        let dirty = st.dirty.get(&ino).map_or(0, |m| m.range(fb0..fb1).count()) as u64;
+        let prepaid = st.unwritten_count(ino, fb0, fb1)?;
+        self.reserve(st, fb1 - fb0 - dirty - prepaid, level)?;
+        st.take_unwritten(ino, &mut i, fb0, fb1)?;
         for &fb in partial {
             let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
             if !in_dirty {
@@ -799,8 +804,9 @@ impl Fs {
     }
 
     /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit while
-    /// keeping what `level` must leave free (see `Reserve`).
-    fn reserve(&self, st: &State, n: u64, level: Reserve) -> Result<()> {
+    /// keeping the blocks `fallocate` promised and what `level` must leave free (see
+    /// `Reserve`).
+    pub(super) fn reserve(&self, st: &State, n: u64, level: Reserve) -> Result<()> {
         let a = &st.meta.alloc;
         let total = a.total_blocks() - a.first_block();
         let meta_reserve = (total / 64).max(64);
@@ -809,7 +815,7 @@ impl Fs {
             Reserve::Names => meta_reserve / 2,
             Reserve::Freeing => 0,
         };
-        if a.free_blocks() < st.dirty_blocks + n + keep {
+        if a.free_blocks() < st.dirty_blocks + st.reserved_blocks + n + keep {
             return errno(libc::ENOSPC);
         }
         Ok(())
@@ -842,6 +848,7 @@ impl Fs {
             let keep = size.div_ceil(bs);
             st.drop_cached_from(ino, keep);
             st.punch(ino, &mut i, keep, u64::MAX)?;
+            st.take_unwritten(ino, &mut i, keep, u64::MAX)?;
         }
         i.size = size;
         let t = now();
@@ -862,7 +869,8 @@ impl Fs {
         let st = self.lock();
         let a = &st.meta.alloc;
         let total = a.total_blocks() - a.first_block();
-        let free = (a.free_blocks() + a.pending_blocks()).saturating_sub(st.dirty_blocks);
+        let free = (a.free_blocks() + a.pending_blocks())
+            .saturating_sub(st.dirty_blocks + st.reserved_blocks);
         let reserve = (total / 64).max(64);
         Ok(StatFs {
             blocks: total,

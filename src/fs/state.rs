@@ -39,6 +39,9 @@ pub struct State {
     pub writeback: HashMap<Ino, BTreeMap<u64, Arc<DirtyBlock>>>,
     pub dirty_blocks: u64,
     pub writeback_blocks: u64,
+    /// Blocks reserved by `fallocate` and not written yet (see `fileops`): free on the device,
+    /// but promised.
+    pub reserved_blocks: u64,
     pub block_size: u32,
 }
 
@@ -230,6 +233,7 @@ impl State {
 
     /// Deletes an inode and everything it owns; its blocks are freed at the next commit.
     pub fn purge(&mut self, ino: Ino) -> Result<()> {
+        self.forget_unwritten(ino)?;
         let from = Key::new(ino, 0, 0);
         let to = Key::new(ino, u8::MAX, u64::MAX);
         let (first, total) = (self.meta.sb.first_block, self.meta.sb.total_blocks);

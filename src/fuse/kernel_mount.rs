@@ -90,6 +90,18 @@ pub fn mount(
     mountpoint: &Path,
     config: &Config,
 ) -> io::Result<Session<StableFuse>> {
+    let slot = fs.notifier_slot();
+    let session = mount_session(fs, mountpoint, config)?;
+    // Only ever set here, once per StableFuse.
+    let _ = slot.set(session.notifier());
+    Ok(session)
+}
+
+fn mount_session(
+    fs: StableFuse,
+    mountpoint: &Path,
+    config: &Config,
+) -> io::Result<Session<StableFuse>> {
     let m = kernel_mount(config)?;
     let root_mode = std::fs::metadata(mountpoint)?.permissions().mode() & libc::S_IFMT;
     let dev = OpenOptions::new()

@@ -9,21 +9,24 @@
 //! fuser runs `n_threads` request loops, each on its own cloned `/dev/fuse` fd. A request loop
 //! must never wait on the device, or every request queued behind it waits too. So:
 //!
-//! - `read`, `fsync` and `fsyncdir` go to a [`pool::Pool`] of worker threads, which call the
-//!   blocking `Fs` method and send the reply themselves. Reads wait for the device and then
-//!   verify every block's crc32c; that verification is spread over the workers, not done on
-//!   the request loop.
+//! - `read`, `fsync`, `fsyncdir`, `fallocate` and `copy_file_range` go to a [`pool::Pool`] of
+//!   worker threads, which call the blocking `Fs` method and send the reply themselves. Reads
+//!   wait for the device and then verify every block's crc32c; that verification is spread
+//!   over the workers, not done on the request loop.
 //! - `write` runs on the request loop. Its data is borrowed from the loop's request buffer;
 //!   handing it to a worker would need a copy, and `Fs::write` already makes the one copy the
 //!   design wants (into a private bounce buffer, computing the crc in the same pass). That is
 //!   a memcpy of cache-hot data that only blocks under memory pressure, so a second copy would
 //!   cost more than it saves.
+//! - `lseek` (`SEEK_DATA`/`SEEK_HOLE`) is answered inline from extent maps, except when the
+//!   kernel may still hold dirty pages of the file: see [`seek`].
 //! - Everything else is metadata, done inline: it is served from trees cached in memory once
 //!   verified, so only a cold lookup waits for a block.
 
 mod convert;
 mod kernel_mount;
 mod pool;
+mod seek;
 
 pub use kernel_mount::mount;
 
@@ -31,19 +34,21 @@ use crate::error::{Error, Result};
 use crate::fs::{self, Attr, Fs, Ino, SetAttr};
 use convert::{caller, errno, file_attr, file_type, masked_perm, request_timespec, set_time};
 use fuser::{
-    AccessFlags, Config, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
+    AccessFlags, Config, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, Notifier, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
+    WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::Mutex;
 use pool::Pool;
+use seek::Seeker;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// How long the kernel may cache attributes and entries: we are the only writer, so any
@@ -136,6 +141,7 @@ pub struct StableFuse {
     fs: Arc<Fs>,
     workers: Pool,
     shutdown: Arc<Shutdown>,
+    seeker: Seeker,
 }
 
 impl StableFuse {
@@ -148,10 +154,16 @@ impl StableFuse {
             outcome: Mutex::new(None),
         });
         Ok(StableFuse {
+            seeker: Seeker::new(Arc::clone(&fs)),
             fs,
             workers,
             shutdown,
         })
+    }
+
+    /// Where the session's notifier goes once the session exists.
+    fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.seeker.notifier_slot()
     }
 
     pub fn shutdown_handle(&self) -> Arc<Shutdown> {
@@ -476,9 +488,13 @@ impl Filesystem for StableFuse {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // No keep-cache (yet): the kernel drops its cached pages of a file on every open.
-        // No direct_io: the page cache only ever holds verified data.
+        // No direct_io: the page cache only ever holds verified data. O_DIRECT opens need none
+        // either: the kernel sends their reads and writes straight here, past its cache.
         match self.open_file(ino.0, flags.0, req.uid() != 0) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(()) => {
+                self.seeker.opened(ino.0, flags.0);
+                reply.opened(FileHandle(0), FopenFlags::empty())
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -538,11 +554,12 @@ impl Filesystem for StableFuse {
         _req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.seeker.released(ino.0, flags.0);
         self.fs.release(ino.0);
         reply.ok();
     }
@@ -678,68 +695,92 @@ impl Filesystem for StableFuse {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         // A new file is empty: O_TRUNC has nothing to do.
         let perm = masked_perm(mode, umask);
         match self.create_file(parent.0, name.as_bytes(), perm, caller(req)) {
-            Ok(attr) => reply.created(
-                &TTL,
-                &file_attr(&attr),
-                GENERATION,
-                FileHandle(0),
-                FopenFlags::empty(),
-            ),
+            Ok(attr) => {
+                self.seeker.opened(attr.ino, flags);
+                reply.created(
+                    &TTL,
+                    &file_attr(&attr),
+                    GENERATION,
+                    FileHandle(0),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    // Not yet supported (a later issue). Answered here without fuser's "[Not Implemented]"
-    // warning on every call. ENOSYS makes the kernel fall back to its generic lseek and
-    // copy_file_range and stop asking; fallocate must fail with EOPNOTSUPP.
-
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
+        offset: u64,
+        length: u64,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EOPNOTSUPP);
+        // A punch or zeroing may read the partial blocks at its ends from the device.
+        let fs = Arc::clone(&self.fs);
+        self.workers
+            .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
-        _offset: i64,
-        _whence: i32,
+        offset: i64,
+        whence: i32,
         reply: ReplyLseek,
     ) {
-        reply.error(Errno::ENOSYS);
+        // See `seek` for the writeback cache.
+        self.seeker.lseek(ino.0, offset, whence, reply);
     }
 
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
+        offset_in: u64,
+        ino_out: INodeNo,
         _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
-        _flags: CopyFileRangeFlags,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::ENOSYS);
+        let fs = Arc::clone(&self.fs);
+        self.workers.run(move || {
+            let copied = match flags.bits() {
+                0 => fs.copy_file_range(
+                    ino_in.0,
+                    offset_in,
+                    ino_out.0,
+                    offset_out,
+                    len.min(COPY_MAX),
+                ),
+                _ => Err(Error::Errno(libc::EINVAL)),
+            };
+            match copied {
+                // At most COPY_MAX, so it fits.
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 }
+
+/// Most bytes one `copy_file_range` request copies: the reply's count is 32 bits, and a short
+/// copy is normal (callers go on from where it stopped).
+const COPY_MAX: u64 = 1 << 30;
 
 #[cfg(test)]
 mod tests {
