@@ -60,7 +60,7 @@ const MODELS_ENV: &str = "STABLEFS_STRESS_MODELS";
 const SEED_ENV: &str = "STABLEFS_STRESS_SEED";
 /// While false, `EOPNOTSUPP` from fallocate and punch hole is counted as "unsupported"; make it
 /// true once stablefs has fallocate, so that any failure of theirs fails the test.
-const STRICT_FALLOCATE: bool = false;
+const STRICT_FALLOCATE: bool = true;
 /// The test this binary runs when it is a worker (see [`reference_run_on_host_filesystem`]).
 const WORKER_TEST: &str = "reference_run_on_host_filesystem";
 

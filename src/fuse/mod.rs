@@ -35,10 +35,10 @@ use crate::fs::{self, Attr, Fs, Ino, SetAttr};
 use convert::{caller, errno, file_attr, file_type, masked_perm, request_timespec, set_time};
 use fuser::{
     AccessFlags, Config, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, Notifier, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
-    WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, MountOption, Notifier, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    SessionACL, TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::Mutex;
@@ -729,6 +729,22 @@ impl Filesystem for StableFuse {
         let fs = Arc::clone(&self.fs);
         self.workers
             .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
+    }
+
+    /// No ioctls: ENOTTY, as a filesystem without them answers, and quietly (fuser's default
+    /// logs a warning per call, which programs probing ioctls turn into a flood).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(fuser::Errno::from_i32(libc::ENOTTY));
     }
 
     fn lseek(
