@@ -872,3 +872,16 @@ fn keys_outside_their_parents_separators_are_found() {
     assert!(r.repair.unwrap().refused.is_some());
     assert!(dev.snapshot() == before);
 }
+
+#[test]
+fn a_truncated_image_is_reported_without_reading_past_its_end() {
+    let dev = new_dev();
+    busy(&dev);
+    let mut bytes = dev.snapshot();
+    bytes.truncate(bytes.len() / 2);
+    let dev = Arc::new(MemDevice::from_bytes(bytes, 512));
+    let r = fsck_dev(&dev, true);
+    assert_eq!(r.exit_code, EXIT_UNCORRECTED, "{}", r.to_text());
+    assert_eq!(checks(&r), vec![Check::DeviceTooSmall]);
+    assert!(!r.repair.unwrap().committed);
+}
