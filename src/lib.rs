@@ -14,13 +14,14 @@
 //!   then metadata, flushes, writes the next superblock and flushes again.
 //! - [`fs`]: POSIX semantics over the tree.
 //! - [`fuse`]: the `fuser::Filesystem` adapter with its read-verify worker threads.
-//! - [`mkfs`]: tools over the same layers.
+//! - [`mkfs`], [`fsck`]: tools over the same layers.
 
 pub mod alloc;
 pub mod device;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod fsck;
 pub mod fuse;
 pub mod mkfs;
 pub mod tree;

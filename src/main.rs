@@ -1,6 +1,7 @@
 //! The `stablefs` command: mkfs, mount and the tools, as subcommands.
 //!
 //! Failures print `stablefs: <message>` on stderr and exit 1; usage errors are clap's (exit 2).
+//! `fsck` exits as fsck(8) does (0, 1, 4, 8; 16 for a usage error).
 //! Logs go to stderr (`--log FILE` for a mount daemon), level `info` unless `RUST_LOG` says
 //! otherwise.
 
@@ -31,7 +32,25 @@ enum Command {
     Mkfs(MkfsArgs),
     /// Mount a stablefs (in the background unless -f)
     Mount(MountArgs),
-    // To come: fsck, scrub, status.
+    /// Check an unmounted stablefs, and repair it with --repair. Exit status as fsck(8):
+    /// 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational error,
+    /// 16 usage error
+    Fsck(FsckArgs),
+    // To come: scrub, status.
+}
+
+#[derive(Args)]
+struct FsckArgs {
+    /// Fix what can be fixed safely (link counts, counters, directory indexes, unreachable
+    /// inodes into /lost+found, orphans), in a new commit
+    #[arg(long)]
+    repair: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Block device or image file (not mounted)
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
 }
 
 #[derive(Args)]
@@ -96,9 +115,21 @@ fn parse_label(text: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // fsck(8) wants 16 for a usage error.
+            let fsck = std::env::args().nth(1).as_deref() == Some("fsck");
+            return ExitCode::from(if fsck && e.use_stderr() {
+                16
+            } else {
+                e.exit_code() as u8
+            });
+        }
+    };
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(message) => {
             eprintln!("stablefs: {message}");
             ExitCode::FAILURE
@@ -106,7 +137,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<(), String> {
+/// The exit status on success.
+fn run(command: Command) -> Result<u8, String> {
     match command {
         Command::Mkfs(args) => {
             init_logging(None);
@@ -116,8 +148,10 @@ fn run(command: Command) -> Result<(), String> {
                 label: args.label.unwrap_or_default(),
                 force: args.force,
             };
-            cli::mkfs::run(&args.path, args.size, &opts)
+            cli::mkfs::run(&args.path, args.size, &opts).map(|()| 0)
         }
+        // Reports its own failures, with fsck(8)'s exit statuses.
+        Command::Fsck(args) => Ok(cli::fsck::run(&args.path, args.repair, args.json)),
         Command::Mount(args) => {
             let log = args.log.as_ref().map(open_log).transpose()?;
             init_logging(log.as_ref());
@@ -133,6 +167,7 @@ fn run(command: Command) -> Result<(), String> {
                 device,
                 mountpoint,
             })
+            .map(|()| 0)
         }
     }
 }
@@ -201,5 +236,19 @@ mod tests {
         assert!(parse(&["mkfs", "--block-size", "8T", "x.img"]).is_err());
         assert!(parse(&["mkfs", "--label", &"x".repeat(65), "x.img"]).is_err());
         assert!(parse(&["mkfs"]).is_err());
+    }
+
+    #[test]
+    fn fsck_arguments() {
+        let Command::Fsck(f) = parse(&["fsck", "--json", "--repair", "x.img"])
+            .unwrap()
+            .command
+        else {
+            panic!("not fsck")
+        };
+        assert!(f.repair && f.json);
+        assert_eq!(f.path, PathBuf::from("x.img"));
+        assert!(parse(&["fsck"]).is_err());
+        assert!(parse(&["fsck", "-n", "x.img"]).is_err());
     }
 }

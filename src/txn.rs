@@ -194,7 +194,10 @@ impl Meta {
             .tree
             .write_dirty(&mut self.alloc, generation, &mut blocks)?;
         self.alloc.seal();
-        let used = self.alloc.total_blocks() - self.alloc.first_block() - self.alloc.free_blocks();
+        // What this commit references: neither free nor freed by it (blocks freed by this
+        // transaction are only reusable once it is durable, but it no longer references them).
+        let a = &self.alloc;
+        let used = a.total_blocks() - a.first_block() - a.free_blocks() - a.pending_blocks();
         let sb = Superblock {
             slot: Superblock::slot_for(generation) as u32,
             generation,

@@ -2,17 +2,21 @@
 //! `CrashDevice` under `Fs`, a seeded workload with a model, a cut, a crash image (any subset
 //! of the unflushed writes, in any order, one torn at sector boundaries), and a remount.
 //!
-//! After every cut the filesystem must mount, every byte of every file must read without a
-//! checksum error, and the whole visible state (names, file contents, symlinks, xattrs) must be
+//! After every cut `stablefs fsck` must find nothing wrong with the image (before the mount
+//! and again after the recovered filesystem's unmount), the filesystem must mount, every byte
+//! of every file must read without a checksum error, and the whole visible state (names, file contents, symlinks, xattrs) must be
 //! exactly the state of the last commit that `fsync` returned for, or of the commit that was in
 //! flight at the cut — commits are atomic, and nothing synced is lost. A failure names the
 //! workload seed and cut index that reproduce it.
 
 use stablefs::device::{BlockDevice, CrashDevice, MemDevice, SplitMix};
 use stablefs::fs::{Caller, FileKind, Fs, Ino, MountOptions, ROOT_INO};
+use stablefs::fsck::{fsck, FsckOptions};
 use stablefs::mkfs::{mkfs, MkfsOptions};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 const ROOT: Caller = Caller { uid: 0, gid: 0 };
 const IMAGE: u64 = 8 << 20;
@@ -333,6 +337,20 @@ fn symlink(fs: &Fs, model: &mut State, path: &str, target: &str) -> Step {
     Ok(())
 }
 
+/// Time spent in fsck by this process, in microseconds (printed, never asserted on).
+static FSCK_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// fsck (check only) must find no error on `dev`.
+fn fsck_clean(dev: Arc<MemDevice>, when: &str) -> Result<(), String> {
+    let start = Instant::now();
+    let report = fsck(dev, &FsckOptions::default());
+    FSCK_MICROS.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+    if report.exit_code != 0 {
+        return Err(format!("fsck {when}:\n{}", report.to_text()));
+    }
+    Ok(())
+}
+
 /// One case: workload `seed` with the power cut at device operation `cut`, crash image from
 /// `crash_seed`. Returns an error message naming the reproduction on a violation.
 fn run_case(image: &[u8], seed: u64, cut: Option<u64>, crash_seed: u64) -> Result<u64, String> {
@@ -348,6 +366,7 @@ fn run_case(image: &[u8], seed: u64, cut: Option<u64>, crash_seed: u64) -> Resul
     let crashed = dev.crash_image(crash_seed, true);
     let after = Arc::new(MemDevice::from_bytes(crashed, 512));
     let repro = format!("workload seed {seed}, cut {cut:?}, crash seed {crash_seed}");
+    fsck_clean(after.clone(), "after the crash").map_err(|e| format!("{repro}: {e}"))?;
     let fs = Fs::mount(after.clone() as Arc<dyn BlockDevice>, opts())
         .map_err(|e| format!("{repro}: mount failed: {e}"))?;
     let state = walk(&fs).map_err(|e| format!("{repro}: reading back: {e}"))?;
@@ -372,6 +391,9 @@ fn run_case(image: &[u8], seed: u64, cut: Option<u64>, crash_seed: u64) -> Resul
     }
     fs.shutdown()
         .map_err(|e| format!("{repro}: cannot commit after recovery: {e}"))?;
+    drop(fs);
+    fsck_clean(after, "after the recovered filesystem's unmount")
+        .map_err(|e| format!("{repro}: {e}"))?;
     Ok(ops)
 }
 
@@ -416,7 +438,10 @@ fn every_cut_point_recovers_to_a_synced_state() {
         }
         seed += 1;
     }
-    println!("{cases} crash cases (workload seeds {first_seed}..{seed}), every one recovered to a synced state");
+    println!(
+        "{cases} crash cases (workload seeds {first_seed}..{seed}), every one recovered to a synced state; fsck (twice per case) took {} ms in all",
+        FSCK_MICROS.load(Ordering::Relaxed) / 1000
+    );
 }
 
 /// A medium that starts failing writes and flushes (reads still work) at every point of a

@@ -156,18 +156,26 @@ fn fsck_helper_maps_the_fsck_modes() {
     ] {
         let o = run_helper("fsck.stablefs", Path::new("echo"), args);
         assert!(o.status.success(), "{args:?}");
-        // `echo fsck --help` (the probe) prints too, but goes to /dev/null.
-        assert_eq!(stdout(&o).trim_end(), want, "{args:?}");
+        assert_eq!(stdout(&o), format!("{want}\n"), "{args:?}");
     }
     let o = run_helper("fsck.stablefs", Path::new("echo"), &["-n"]);
     assert_eq!(o.status.code(), Some(16), "usage error");
 }
 
 #[test]
-fn fsck_helper_succeeds_with_a_note_while_fsck_is_missing() {
+fn fsck_helper_passes_the_fsck_exit_status_through() {
+    let dir = scratch_dir();
+    let image = dir.path().join("zeros.img");
+    fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let o = run_helper(
+        "fsck.stablefs",
+        &stablefs_bin(),
+        &["-n", image.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a stablefs"), "{}", stderr(&o));
     let o = run_helper("fsck.stablefs", Path::new("false"), &["-p", "/dev/x"]);
-    assert!(o.status.success());
-    assert!(stderr(&o).contains("not implemented"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The subcommands of the `stablefs` binary, each a `run` that returns a message on failure.
 
+pub mod fsck;
 pub mod mkfs;
 pub mod mount;
 pub mod options;

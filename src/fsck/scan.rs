@@ -1,0 +1,690 @@
+//! Pass 1: the superblock slots, every tree node (checksum, self-description, level, key
+//! order within and across nodes), every item decoded, and every block reference (tree nodes
+//! and data extents) gathered for the allocation check.
+//!
+//! The tree is read here directly with `format::decode_node`, not through `Tree`, because the
+//! checks need what `Tree` hides: the key range each parent's separators allow a child, and
+//! the ability to carry on past a damaged subtree.
+
+use super::report::{Check, Problem, Severity, SlotReport, SlotState};
+use crate::device::{AlignedBuf, BlockDevice};
+use crate::error::Error;
+use crate::format::{
+    decode_dirent_bucket, decode_dirindex, decode_node, decode_xattr_bucket, max_item_value,
+    name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key, NodeBody, NodeIdentity, Superblock,
+    KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, KIND_SYMLINK, KIND_XATTR,
+    OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS,
+};
+use crate::txn::identity;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Problems of one kind listed individually before the rest are only counted.
+const LIST_PER_CHECK: usize = 100;
+
+/// The problems found so far.
+#[derive(Default)]
+pub(super) struct Findings {
+    pub problems: Vec<Problem>,
+    listed: BTreeMap<Check, usize>,
+    /// Per check: how many were not listed, and whether they were fixable.
+    unlisted: BTreeMap<Check, (usize, bool)>,
+}
+
+impl Findings {
+    pub fn error(
+        &mut self,
+        check: Check,
+        fixable: bool,
+        ino: Option<u64>,
+        block: Option<u64>,
+        message: String,
+    ) {
+        self.push(Problem {
+            check,
+            severity: Severity::Error,
+            fixable,
+            fixed: false,
+            ino,
+            block,
+            message,
+        });
+    }
+
+    pub fn warning(&mut self, check: Check, message: String) {
+        self.push(Problem {
+            check,
+            severity: Severity::Warning,
+            fixable: false,
+            fixed: false,
+            ino: None,
+            block: None,
+            message,
+        });
+    }
+
+    fn push(&mut self, p: Problem) {
+        let n = self.listed.entry(p.check).or_default();
+        if *n < LIST_PER_CHECK {
+            *n += 1;
+            self.problems.push(p);
+        } else {
+            let u = self.unlisted.entry(p.check).or_default();
+            u.0 += 1;
+            u.1 |= p.fixable;
+        }
+    }
+
+    /// The problems, with one summary line per check that had too many to list. Returns them
+    /// and the number of errors they stand for.
+    pub fn finish(mut self) -> (Vec<Problem>, usize) {
+        let mut errors = self.problems.iter().filter(|p| p.is_error()).count();
+        for (check, (n, fixable)) in self.unlisted {
+            errors += n;
+            self.problems.push(Problem {
+                check,
+                severity: Severity::Error,
+                fixable,
+                fixed: false,
+                ino: None,
+                block: None,
+                message: format!("... and {n} more problems of this kind ({check:?})"),
+            });
+        }
+        (self.problems, errors)
+    }
+
+    pub fn any(&self, check: Check) -> bool {
+        self.listed.contains_key(&check)
+    }
+}
+
+/// Why fsck could not do its job.
+#[derive(Debug)]
+pub(super) struct Operational(pub String);
+
+/// Who references a block.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Owner {
+    Node { level: u8 },
+    Extent { ino: u64, file_block: u64 },
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Node { level } => write!(f, "a tree node (level {level})"),
+            Owner::Extent { ino, file_block } => {
+                write!(f, "inode {ino}'s extent at file block {file_block}")
+            }
+        }
+    }
+}
+
+/// A run of referenced blocks.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ref {
+    pub start: u64,
+    pub len: u64,
+    pub owner: Owner,
+}
+
+/// One extent of a file, as far as the checks need it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ext {
+    pub file_block: u64,
+    pub len: u64,
+}
+
+/// Everything pass 1 learnt about the current commit.
+pub(super) struct Scan {
+    pub sb: Superblock,
+    pub id: NodeIdentity,
+    pub inodes: BTreeMap<u64, InodeItem>,
+    /// Per directory: (bucket hash, entry) of every DIRENT entry.
+    pub dirents: BTreeMap<u64, Vec<(u64, DirLink)>>,
+    /// Per directory: every DIRINDEX entry (the cookie is in the link).
+    pub dirindex: BTreeMap<u64, Vec<DirLink>>,
+    /// Per inode: its xattr names.
+    pub xattrs: BTreeMap<u64, BTreeSet<Vec<u8>>>,
+    pub extents: BTreeMap<u64, Vec<Ext>>,
+    /// Per symlink: (chunk index, chunk length).
+    pub symlinks: BTreeMap<u64, Vec<(u64, usize)>>,
+    pub orphans: BTreeSet<u64>,
+    pub refs: Vec<Ref>,
+    /// Blocks the tree references, each counted once.
+    pub referenced: u64,
+    pub nodes: u64,
+    pub items: u64,
+    pub metadata_blocks: u64,
+    pub data_blocks: u64,
+    last_key: Option<Key>,
+}
+
+/// Reads one superblock slot: its report, and the superblock if it is valid.
+fn read_slot(
+    dev: &dyn BlockDevice,
+    slot: usize,
+    offset: u64,
+) -> Result<(SlotReport, Option<Superblock>), Operational> {
+    let mut report = SlotReport {
+        slot: slot as u32,
+        offset,
+        state: SlotState::Invalid,
+        generation: None,
+        current: false,
+        reason: None,
+    };
+    if offset + SB_SIZE as u64 > dev.capacity() {
+        report.reason = Some("the device is too small to hold it".into());
+        return Ok((report, None));
+    }
+    let mut buf = AlignedBuf::zeroed(SB_SIZE);
+    dev.read_at(offset, &mut buf)
+        .map_err(|e| Operational(format!("cannot read superblock slot {slot}: {e}")))?;
+    if buf.iter().all(|&b| b == 0) {
+        report.state = SlotState::Empty;
+        return Ok((report, None));
+    }
+    match Superblock::decode(&buf) {
+        Ok(sb) if sb.slot as usize != slot => {
+            report.reason = Some(format!("holds the superblock of slot {}", sb.slot));
+        }
+        Ok(sb) => {
+            report.state = SlotState::Valid;
+            report.generation = Some(sb.generation);
+            return Ok((report, Some(sb)));
+        }
+        Err(e @ Error::Unsupported(_)) => {
+            report.state = SlotState::Unsupported;
+            report.reason = Some(e.to_string());
+        }
+        Err(e) => report.reason = Some(e.to_string()),
+    }
+    Ok((report, None))
+}
+
+/// Reads both superblock slots, reports each, and returns the current one (the valid slot with
+/// the highest generation), as mount picks it.
+pub(super) fn read_slots(
+    dev: &dyn BlockDevice,
+    slots: &mut Vec<SlotReport>,
+    f: &mut Findings,
+) -> Result<Superblock, Operational> {
+    let mut valid: Vec<Superblock> = Vec::new();
+    for (slot, &offset) in SB_SLOT_OFFSETS.iter().enumerate() {
+        let (report, sb) = read_slot(dev, slot, offset)?;
+        slots.push(report);
+        valid.extend(sb);
+    }
+    // The first of equal generations wins, as in `txn::read_superblock`.
+    let mut current: Option<Superblock> = None;
+    for sb in &valid {
+        if current
+            .as_ref()
+            .is_none_or(|c| sb.generation > c.generation)
+        {
+            current = Some(sb.clone());
+        }
+    }
+    let Some(sb) = current else {
+        if let Some(s) = slots.iter().find(|s| s.state == SlotState::Unsupported) {
+            return Err(Operational(s.reason.clone().unwrap_or_default()));
+        }
+        let why: Vec<String> = slots
+            .iter()
+            .map(|s| {
+                format!(
+                    "slot {}: {}",
+                    s.slot,
+                    s.reason.as_deref().unwrap_or("never written")
+                )
+            })
+            .collect();
+        return Err(Operational(format!(
+            "not a stablefs: no valid superblock ({})",
+            why.join("; ")
+        )));
+    };
+    annotate_slots(&sb, &valid, slots, f);
+    Ok(sb)
+}
+
+/// Marks the current slot and says what the other one is.
+fn annotate_slots(
+    sb: &Superblock,
+    valid: &[Superblock],
+    slots: &mut [SlotReport],
+    f: &mut Findings,
+) {
+    for s in slots.iter_mut() {
+        s.current = s.state == SlotState::Valid && s.slot == sb.slot;
+        if s.current {
+            continue;
+        }
+        let other = valid.iter().find(|o| o.slot == s.slot);
+        match (s.state, other) {
+            (SlotState::Valid, Some(o)) if o.uuid != sb.uuid => f.warning(
+                Check::SuperblockSlot,
+                format!(
+                    "superblock slot {} belongs to another filesystem (uuid {})",
+                    s.slot,
+                    crate::mkfs::uuid_string(&o.uuid)
+                ),
+            ),
+            (SlotState::Valid, Some(o)) => {
+                // The commit before the current one: how commits alternate. Its tree is not
+                // checked (the current commit may have reused its freed blocks).
+                s.reason = Some(if o.generation < sb.generation {
+                    "an older commit (commits alternate between the slots)".into()
+                } else {
+                    "same generation as the current slot".into()
+                });
+                if o.generation >= sb.generation {
+                    f.warning(
+                        Check::SuperblockSlot,
+                        format!(
+                            "superblock slots {} and {} both hold generation {}",
+                            sb.slot, s.slot, o.generation
+                        ),
+                    );
+                }
+            }
+            (SlotState::Empty, _) => {}
+            _ => f.warning(
+                Check::SuperblockSlot,
+                format!(
+                    "superblock slot {} is not valid ({}); harmless while slot {} is current: \
+                     the next commit rewrites it",
+                    s.slot,
+                    s.reason.as_deref().unwrap_or("unreadable"),
+                    sb.slot
+                ),
+            ),
+        }
+    }
+    if Superblock::slot_for(sb.generation) != sb.slot as usize {
+        f.warning(
+            Check::SuperblockSlot,
+            format!(
+                "generation {} is in slot {}, not slot {}",
+                sb.generation,
+                sb.slot,
+                Superblock::slot_for(sb.generation)
+            ),
+        );
+    }
+}
+
+impl Scan {
+    /// Walks the whole tree of `sb`, verifying every node and decoding every item.
+    pub fn run(dev: &dyn BlockDevice, sb: Superblock, f: &mut Findings) -> Scan {
+        let id = identity(&sb);
+        let mut scan = Scan {
+            id,
+            inodes: BTreeMap::new(),
+            dirents: BTreeMap::new(),
+            dirindex: BTreeMap::new(),
+            xattrs: BTreeMap::new(),
+            extents: BTreeMap::new(),
+            symlinks: BTreeMap::new(),
+            orphans: BTreeSet::new(),
+            refs: Vec::new(),
+            referenced: 0,
+            nodes: 0,
+            items: 0,
+            metadata_blocks: 0,
+            data_blocks: 0,
+            last_key: None,
+            sb,
+        };
+        let (root, level, gen) = (scan.sb.root, scan.sb.root_level, scan.sb.generation);
+        scan.node(dev, &root, level, gen, (Key::MIN, None), f);
+        scan.check_allocation(f);
+        scan
+    }
+
+    /// One node and everything below it. `bounds`: every key here must be ≥ the first and
+    /// < the second (none: no upper bound).
+    fn node(
+        &mut self,
+        dev: &dyn BlockDevice,
+        ptr: &BlockPtr,
+        level: u8,
+        parent_gen: u64,
+        bounds: (Key, Option<Key>),
+        f: &mut Findings,
+    ) {
+        self.nodes += 1;
+        self.refs.push(Ref {
+            start: ptr.addr.0,
+            len: 1,
+            owner: Owner::Node { level },
+        });
+        if let Some(copy) = ptr.copy_addr {
+            self.refs.push(Ref {
+                start: copy.0,
+                len: 1,
+                owner: Owner::Node { level },
+            });
+        }
+        if ptr.birth_gen > parent_gen {
+            f.error(
+                Check::BirthGeneration,
+                false,
+                None,
+                Some(ptr.addr.0),
+                format!(
+                    "tree node at block {} was born in generation {}, after its parent's {parent_gen}",
+                    ptr.addr, ptr.birth_gen
+                ),
+            );
+        }
+        let range = describe_range(bounds);
+        let body = match self.read_node(dev, ptr, level) {
+            Ok(b) => b,
+            Err(e) => {
+                f.error(
+                    Check::NodeDamaged,
+                    false,
+                    None,
+                    Some(ptr.addr.0),
+                    format!(
+                        "tree node at block {} (level {level}, keys {range}) is damaged: {e}; \
+                         the items below it are not checked",
+                        ptr.addr
+                    ),
+                );
+                return;
+            }
+        };
+        if let Some(copy) = ptr.copy_addr {
+            let mut c = *ptr;
+            c.addr = copy;
+            if let Err(e) = self.read_node(dev, &c, level) {
+                f.error(
+                    Check::NodeDamaged,
+                    false,
+                    None,
+                    Some(copy.0),
+                    format!("the second copy of tree node {} at block {copy} is damaged: {e} (scrub repairs it)", ptr.addr),
+                );
+            }
+        }
+        match body {
+            NodeBody::Leaf(items) => {
+                for (k, v) in &items {
+                    self.item(k, v, bounds, ptr, f);
+                }
+            }
+            NodeBody::Inner(children) => {
+                for (i, (sep, child)) in children.iter().enumerate() {
+                    let next = children.get(i + 1).map(|c| c.0).or(bounds.1);
+                    if i > 0 && !in_bounds(sep, bounds) {
+                        f.error(
+                            Check::KeyOrder,
+                            false,
+                            None,
+                            Some(ptr.addr.0),
+                            format!(
+                                "tree node at block {}: separator {} is outside its range {range}",
+                                ptr.addr,
+                                show_key(sep)
+                            ),
+                        );
+                    }
+                    let lo = if i == 0 { bounds.0.max(*sep) } else { *sep };
+                    self.node(dev, child, level - 1, ptr.birth_gen, (lo, next), f);
+                }
+            }
+        }
+    }
+
+    fn read_node(
+        &self,
+        dev: &dyn BlockDevice,
+        ptr: &BlockPtr,
+        level: u8,
+    ) -> crate::Result<NodeBody> {
+        let bs = self.id.block_size;
+        let mut buf = AlignedBuf::zeroed(bs as usize);
+        dev.read_at(ptr.addr.offset(bs), &mut buf)?;
+        decode_node(&self.id, &buf, ptr, level)
+    }
+
+    fn item(
+        &mut self,
+        k: &Key,
+        v: &[u8],
+        bounds: (Key, Option<Key>),
+        node: &BlockPtr,
+        f: &mut Findings,
+    ) {
+        self.items += 1;
+        let at = node.addr.0;
+        if !in_bounds(k, bounds) || self.last_key.is_some_and(|last| last >= *k) {
+            f.error(
+                Check::KeyOrder,
+                false,
+                None,
+                Some(at),
+                format!(
+                    "item {} in the leaf at block {at} is out of order (its parent allows {})",
+                    show_key(k),
+                    describe_range(bounds)
+                ),
+            );
+        }
+        self.last_key = Some(*k);
+        let max = max_item_value(self.sb.block_size);
+        if v.len() > max {
+            f.error(
+                Check::ItemTooLarge,
+                false,
+                Some(k.object),
+                Some(at),
+                format!(
+                    "item {} holds {} bytes; items are at most {max}",
+                    show_key(k),
+                    v.len()
+                ),
+            );
+        }
+        if let Err(why) = self.decode_item(k, v, f) {
+            let (check, what) = match why {
+                ItemError::Unknown(w) => (Check::UnknownItem, w),
+                ItemError::Undecodable(w) => (Check::ItemUndecodable, w),
+            };
+            f.error(
+                check,
+                false,
+                (k.object != OBJECT_FS).then_some(k.object),
+                Some(at),
+                format!("item {} in block {at}: {what}", show_key(k)),
+            );
+        }
+    }
+
+    fn decode_item(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> Result<(), ItemError> {
+        let undecodable = |e: Error| ItemError::Undecodable(e.to_string());
+        if k.object == OBJECT_FS && k.kind != KIND_ORPHAN {
+            return Err(ItemError::Unknown(
+                "only ORPHAN items live under object 0".into(),
+            ));
+        }
+        match k.kind {
+            KIND_INODE => {
+                if k.offset != 0 {
+                    return Err(ItemError::Unknown("an inode item with an offset".into()));
+                }
+                let inode = InodeItem::decode(v).map_err(undecodable)?;
+                self.inodes.insert(k.object, inode);
+            }
+            KIND_DIRENT => {
+                for link in decode_dirent_bucket(v).map_err(undecodable)? {
+                    self.dirents
+                        .entry(k.object)
+                        .or_default()
+                        .push((k.offset, link));
+                }
+            }
+            KIND_DIRINDEX => {
+                let link = decode_dirindex(v, k.offset).map_err(undecodable)?;
+                self.dirindex.entry(k.object).or_default().push(link);
+            }
+            KIND_XATTR => {
+                for (name, _) in decode_xattr_bucket(v).map_err(undecodable)? {
+                    let shown = String::from_utf8_lossy(&name).into_owned();
+                    if name_hash(&name) != k.offset {
+                        f.error(
+                            Check::NameHash,
+                            false,
+                            Some(k.object),
+                            None,
+                            format!(
+                                "inode {}: xattr {shown} is in the bucket of another hash",
+                                k.object
+                            ),
+                        );
+                    }
+                    if !self.xattrs.entry(k.object).or_default().insert(name) {
+                        f.error(
+                            Check::DuplicateName,
+                            false,
+                            Some(k.object),
+                            None,
+                            format!("inode {}: xattr {shown} is stored twice", k.object),
+                        );
+                    }
+                }
+            }
+            KIND_EXTENT => self.extent(k, v, f).map_err(undecodable)?,
+            KIND_SYMLINK => {
+                self.symlinks
+                    .entry(k.object)
+                    .or_default()
+                    .push((k.offset, v.len()));
+            }
+            KIND_ORPHAN => {
+                if k.object != OBJECT_FS || !v.is_empty() {
+                    return Err(ItemError::Unknown(
+                        "an ORPHAN item must be (0, ORPHAN, ino) and empty".into(),
+                    ));
+                }
+                self.orphans.insert(k.offset);
+            }
+            other => return Err(ItemError::Unknown(format!("unknown item kind {other}"))),
+        }
+        Ok(())
+    }
+
+    fn extent(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> crate::Result<()> {
+        // Decoded without a range first, so that a range problem is reported as one.
+        let e = ExtentItem::decode(v, 0, u64::MAX)?;
+        let (first, total) = (self.sb.first_block, self.sb.total_blocks);
+        let end = e.disk_start + e.len();
+        if e.disk_start < first || end > total {
+            f.error(
+                Check::BlockOutOfRange,
+                false,
+                Some(k.object),
+                Some(e.disk_start),
+                format!(
+                    "inode {}: extent at file block {} maps blocks {}..{end}, outside [{first}, {total})",
+                    k.object, k.offset, e.disk_start
+                ),
+            );
+        } else {
+            self.refs.push(Ref {
+                start: e.disk_start,
+                len: e.len(),
+                owner: Owner::Extent {
+                    ino: k.object,
+                    file_block: k.offset,
+                },
+            });
+        }
+        if e.birth_gen > self.sb.generation {
+            f.error(
+                Check::BirthGeneration,
+                false,
+                Some(k.object),
+                Some(e.disk_start),
+                format!(
+                    "inode {}: extent at file block {} was born in generation {}, after the commit's {}",
+                    k.object, k.offset, e.birth_gen, self.sb.generation
+                ),
+            );
+        }
+        self.extents.entry(k.object).or_default().push(Ext {
+            file_block: k.offset,
+            len: e.len(),
+        });
+        Ok(())
+    }
+
+    /// Every referenced block exactly once; counts what is referenced.
+    fn check_allocation(&mut self, f: &mut Findings) {
+        self.refs.sort_by_key(|r| (r.start, r.len));
+        let mut covered = 0u64;
+        // The reference reaching furthest so far.
+        let mut reach: Option<Ref> = None;
+        for r in &self.refs {
+            match r.owner {
+                Owner::Node { .. } => self.metadata_blocks += r.len,
+                Owner::Extent { .. } => self.data_blocks += r.len,
+            }
+            let end = r.start + r.len;
+            match reach {
+                Some(p) if r.start < p.start + p.len => {
+                    let shared_end = end.min(p.start + p.len);
+                    f.error(
+                        Check::DoublyUsedBlock,
+                        false,
+                        ext_ino(&r.owner).or(ext_ino(&p.owner)),
+                        Some(r.start),
+                        format!(
+                            "blocks {}..{shared_end} are referenced by {} and by {}",
+                            r.start, p.owner, r.owner
+                        ),
+                    );
+                    if end > p.start + p.len {
+                        covered += end - (p.start + p.len);
+                        reach = Some(*r);
+                    }
+                }
+                _ => {
+                    covered += r.len;
+                    reach = Some(*r);
+                }
+            }
+        }
+        self.referenced = covered;
+    }
+}
+
+enum ItemError {
+    Unknown(String),
+    Undecodable(String),
+}
+
+fn ext_ino(o: &Owner) -> Option<u64> {
+    match o {
+        Owner::Extent { ino, .. } => Some(*ino),
+        Owner::Node { .. } => None,
+    }
+}
+
+fn in_bounds(k: &Key, (lo, hi): (Key, Option<Key>)) -> bool {
+    *k >= lo && hi.is_none_or(|h| *k < h)
+}
+
+pub(super) fn show_key(k: &Key) -> String {
+    format!("({}, {}, {})", k.object, k.kind, k.offset)
+}
+
+fn describe_range((lo, hi): (Key, Option<Key>)) -> String {
+    match hi {
+        Some(h) => format!("[{}, {})", show_key(&lo), show_key(&h)),
+        None => format!("[{}, end)", show_key(&lo)),
+    }
+}
