@@ -122,7 +122,8 @@ fn workload(fs: &Fs, seed: u64) -> (State, Option<State>) {
             6 => rename(fs, &mut model, &path, &other),
             7 => link(fs, &mut model, &path, &other),
             8 => unlink(fs, &mut model, &path),
-            9 => setxattr(fs, &mut model, &path, rng.below(3)),
+            9 if rng.coin() => setxattr(fs, &mut model, &path, rng.below(3)),
+            9 => fallocate(fs, &mut model, &path, &mut rng),
             10 => symlink(fs, &mut model, &path, &other),
             _ => {
                 let inflight = model.clone();
@@ -315,6 +316,37 @@ fn setxattr(fs: &Fs, model: &mut State, path: &str, which: u64) -> Step {
         for p in aliases(model, fs, path) {
             if let Some(Node::File { xattrs, .. }) = model.get_mut(&p) {
                 xattrs.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// fallocate: a reservation (growing the size unless KEEP_SIZE) or a punched hole.
+fn fallocate(fs: &Fs, model: &mut State, path: &str, rng: &mut SplitMix) -> Step {
+    if !matches!(model.get(path), Some(Node::File { .. })) {
+        return Ok(());
+    }
+    let ino = resolve(fs, path).unwrap();
+    let off = rng.below(80_000);
+    let len = 1 + rng.below(30_000);
+    let mode = match rng.below(3) {
+        0 => 0,
+        1 => libc::FALLOC_FL_KEEP_SIZE,
+        _ => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+    };
+    if applied(fs.fallocate(ino, off, len, mode))? {
+        for p in aliases(model, fs, path) {
+            if let Some(Node::File { data, .. }) = model.get_mut(&p) {
+                let end = (off + len) as usize;
+                if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+                    let hi = end.min(data.len());
+                    if (off as usize) < hi {
+                        data[off as usize..hi].fill(0);
+                    }
+                } else if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && data.len() < end {
+                    data.resize(end, 0);
+                }
             }
         }
     }

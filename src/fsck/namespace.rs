@@ -153,7 +153,36 @@ fn check_inode_items(scan: &Scan, ino: u64, inode: &InodeItem, f: &mut Findings)
             wrong_kind("directory entries"),
         );
     }
-    let blocks: u64 = extents.iter().map(|e| e.len).sum();
+    let reserved: u64 = scan
+        .unwritten
+        .get(&ino)
+        .into_iter()
+        .flatten()
+        .map(|r| r.1)
+        .sum();
+    if reserved > 0 && kind != FileKind::File {
+        f.error(
+            Check::ItemKind,
+            false,
+            Some(ino),
+            None,
+            wrong_kind("fallocate reservations"),
+        );
+    }
+    let total = scan.unwritten_totals.get(&ino).copied().unwrap_or(0);
+    if total != reserved {
+        f.error(
+            Check::InodeBlocks,
+            false,
+            Some(ino),
+            None,
+            format!(
+                "inode {ino}: reservations recorded as {total} blocks, its runs hold {reserved}"
+            ),
+        );
+    }
+    // blocks counts what the extents map plus what fallocate reserved.
+    let blocks: u64 = extents.iter().map(|e| e.len).sum::<u64>() + reserved;
     if blocks != inode.blocks {
         f.error(
             Check::InodeBlocks,
@@ -161,7 +190,7 @@ fn check_inode_items(scan: &Scan, ino: u64, inode: &InodeItem, f: &mut Findings)
             Some(ino),
             None,
             format!(
-                "inode {ino}: blocks is {}, its extents hold {blocks}",
+                "inode {ino}: blocks is {}, its extents and reservations hold {blocks}",
                 inode.blocks
             ),
         );

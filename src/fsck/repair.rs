@@ -366,7 +366,7 @@ impl Repair<'_> {
             {
                 new.nlink = n;
             }
-            let blocks: u64 = self
+            let mapped: u64 = self
                 .scan
                 .extents
                 .get(&ino)
@@ -374,7 +374,15 @@ impl Repair<'_> {
                 .flatten()
                 .map(|e| e.len)
                 .sum();
-            new.blocks = blocks;
+            let reserved: u64 = self
+                .scan
+                .unwritten
+                .get(&ino)
+                .into_iter()
+                .flatten()
+                .map(|r| r.1)
+                .sum();
+            new.blocks = mapped + reserved;
             if new.kind() == FileKind::Dir {
                 if ino == ROOT_INO {
                     new.parent = ROOT_INO;

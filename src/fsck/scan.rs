@@ -10,10 +10,10 @@ use super::report::{Check, Problem, Severity, SlotReport, SlotState};
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::Error;
 use crate::format::{
-    decode_dirent_bucket, decode_dirindex, decode_node, decode_xattr_bucket, max_item_value,
-    name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key, NodeBody, NodeIdentity, Superblock,
-    KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, KIND_SYMLINK, KIND_XATTR,
-    OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS,
+    decode_block_count, decode_dirent_bucket, decode_dirindex, decode_node, decode_xattr_bucket,
+    max_item_value, name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key, NodeBody,
+    NodeIdentity, Superblock, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN,
+    KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR, OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS,
 };
 use crate::txn::identity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,6 +150,10 @@ pub(super) struct Scan {
     /// Per symlink: (chunk index, chunk length).
     pub symlinks: BTreeMap<u64, Vec<(u64, usize)>>,
     pub orphans: BTreeSet<u64>,
+    /// Per file: runs (first file block, blocks) that fallocate reserved (UNWRITTEN items).
+    pub unwritten: BTreeMap<u64, Vec<(u64, u64)>>,
+    /// Per file: the recorded total of its UNWRITTEN runs.
+    pub unwritten_totals: BTreeMap<u64, u64>,
     pub refs: Vec<Ref>,
     /// Blocks the tree references, each counted once.
     pub referenced: u64,
@@ -326,6 +330,8 @@ impl Scan {
             dirindex: BTreeMap::new(),
             xattrs: BTreeMap::new(),
             extents: BTreeMap::new(),
+            unwritten: BTreeMap::new(),
+            unwritten_totals: BTreeMap::new(),
             symlinks: BTreeMap::new(),
             orphans: BTreeSet::new(),
             refs: Vec::new(),
@@ -506,9 +512,9 @@ impl Scan {
 
     fn decode_item(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> Result<(), ItemError> {
         let undecodable = |e: Error| ItemError::Undecodable(e.to_string());
-        if k.object == OBJECT_FS && k.kind != KIND_ORPHAN {
+        if k.object == OBJECT_FS && k.kind != KIND_ORPHAN && k.kind != KIND_UNWRITTEN {
             return Err(ItemError::Unknown(
-                "only ORPHAN items live under object 0".into(),
+                "only ORPHAN and UNWRITTEN-total items live under object 0".into(),
             ));
         }
         match k.kind {
@@ -558,6 +564,17 @@ impl Scan {
                 }
             }
             KIND_EXTENT => self.extent(k, v, f).map_err(undecodable)?,
+            KIND_UNWRITTEN => {
+                let n = decode_block_count(v).map_err(undecodable)?;
+                if k.object == OBJECT_FS {
+                    self.unwritten_totals.insert(k.offset, n);
+                } else {
+                    self.unwritten
+                        .entry(k.object)
+                        .or_default()
+                        .push((k.offset, n));
+                }
+            }
             KIND_SYMLINK => {
                 self.symlinks
                     .entry(k.object)
