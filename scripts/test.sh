@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the project's whole check, exactly as CI runs it:
-#   1. installs what the suite needs: Debian packages (skipped when all are present) and
-#      cargo-nextest (skipped when present);
+#   1. installs what the suite needs, each step skipped when already done: Debian packages,
+#      cargo-nextest, the torture tools fsx 0.3.x and pjdfstest 0.2.x (`cargo install --locked`,
+#      into ~/.cargo/bin, where tests/fsx.rs and tests/pjdfstest.rs look for them), and the
+#      unprivileged user `tests` that pjdfstest switches to (besides `nobody`);
 #   2. cargo fmt --check; cargo clippy --all-targets -- -D warnings;
 #   3. cargo nextest run --workspace --no-fail-fast [ARGS...] (ARGS: e.g. a test filter);
 #   4. fails if the suite left a FUSE mount or a loop device in target/tmp, or a stablefs daemon
@@ -14,7 +16,8 @@ REPO=$PWD
 export DEBIAN_FRONTEND=noninteractive
 if [ -d "$HOME/.cargo/bin" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 
-PKGS=(fuse3 fio stress-ng util-linux e2fsprogs btrfs-progs xfsprogs)
+# libacl1-dev: pjdfstest links libacl.
+PKGS=(fuse3 fio stress-ng util-linux e2fsprogs btrfs-progs xfsprogs libacl1-dev)
 
 step() { echo "==> $*" >&2; }
 
@@ -34,6 +37,31 @@ install_nextest() {
   cargo nextest --version >/dev/null 2>&1 && return 0
   step "installing cargo-nextest"
   cargo install cargo-nextest --locked
+}
+
+# cargo install --locked CRATE, unless BIN reports a version starting with PREFIX.
+install_crate() {
+  local crate=$1 req=$2 bin=$3 prefix=$4 have
+  have=$("$bin" -V 2>/dev/null || true)
+  case $have in "$prefix"*) return 0 ;; esac
+  step "installing $crate $req${have:+ (found: $have)}"
+  cargo install --locked "$crate" --version "$req"
+}
+
+install_torture_tools() {
+  local bin=${CARGO_HOME:-$HOME/.cargo}/bin
+  install_crate fsx '^0.3' "$bin/fsx" 'fsx 0.3.'
+  install_crate pjdfstest '^0.2' "$bin/pjdfstest" 'pjdfstest 0.2.'
+  # pjdfstest's permission tests run as `nobody` and as `tests`, each in its own group.
+  getent passwd nobody >/dev/null || { echo "error: there is no user nobody" >&2; exit 1; }
+  if ! getent passwd tests >/dev/null; then
+    step "creating the user tests (for pjdfstest)"
+    if getent group tests >/dev/null; then
+      useradd -M -g tests -s /usr/sbin/nologin tests
+    else
+      useradd -M -U -s /usr/sbin/nologin tests
+    fi
+  fi
 }
 
 TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$REPO/target}")
@@ -81,6 +109,7 @@ step "checking the machine"
 install_packages
 [ -c /dev/fuse ] || { echo "/dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
 install_nextest
+install_torture_tools
 
 before=$(leftovers)
 if [ -n "$before" ]; then

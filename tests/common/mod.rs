@@ -195,6 +195,49 @@ pub fn read_file(path: &Path) -> Vec<u8> {
     }
 }
 
+/// A test tool installed by `cargo install` (fsx, pjdfstest), which `scripts/test.sh` installs:
+/// `$ENV_VAR` if set, else `$CARGO_HOME/bin/NAME` (`~/.cargo/bin/NAME`), else `NAME` on `PATH`.
+/// Checks that `NAME -V` prints a version starting with `version_prefix` (e.g. `"fsx 0.3."`).
+/// Panics, saying how to install it, when it is missing or another version: a missing tool
+/// fails the test, it never skips it.
+#[track_caller]
+pub fn cargo_tool(name: &str, env_var: &str, version_prefix: &str, install: &str) -> PathBuf {
+    let bin = match std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cargo_home = std::env::var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+            let mut candidates: Vec<PathBuf> = cargo_home
+                .map(|c| c.join("bin").join(name))
+                .into_iter()
+                .collect();
+            if let Some(path) = std::env::var_os("PATH") {
+                candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
+            }
+            candidates
+                .into_iter()
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name} not found (looked at ${env_var}, $CARGO_HOME/bin, ~/.cargo/bin \
+                         and PATH): install it with `{install}`, as scripts/test.sh does"
+                    )
+                })
+        }
+    };
+    let out = output_within(Command::new(&bin).arg("-V"), Duration::from_secs(30));
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && version.trim().starts_with(version_prefix),
+        "{} -V printed {:?} ({}); these tests are written for {version_prefix}x: `{install}`",
+        bin.display(),
+        version.trim(),
+        out.status
+    );
+    bin
+}
+
 // ---------------------------------------------------------------------------------------------
 // The mount table
 
