@@ -51,7 +51,7 @@ PY
 
 echo "fsync latency of a 4 KiB append ($(date -u +%F), $(nproc) cores, $(uname -r))"
 probe "$((DURATION / 2))" idle
-fio --name=stream --filename="$MNT/stream" --rw=write --bs=1M --size=64G --time_based \
+fio --name=stream --filename="$MNT/stream" --rw=write --bs=1M --size=3G --time_based \
     --runtime="$DURATION" --ioengine=psync --output-format=terse > "$WORK/fio.out" 2>&1 &
 FIO=$!
 sleep 1
