@@ -3,8 +3,7 @@
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::{
-    valid_block_size, BlockPtr, InodeItem, Key, Superblock, FIRST_COOKIE, KIND_INODE, LABEL_MAX,
-    RESERVED_BYTES,
+    valid_block_size, BlockPtr, InodeItem, Key, Superblock, KIND_INODE, LABEL_MAX, RESERVED_BYTES,
 };
 use crate::fs::{Timespec, ROOT_INO};
 use crate::txn::{write_commit, Meta};
@@ -108,21 +107,7 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
         first_block,
     };
     let mut meta = Meta::create(dev.clone(), sb);
-    let root = InodeItem {
-        mode: libc::S_IFDIR | 0o755,
-        uid: 0,
-        gid: 0,
-        nlink: 2,
-        size: 0,
-        blocks: 0,
-        rdev: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        crtime: now,
-        parent: ROOT_INO,
-        next_cookie: FIRST_COOKIE,
-    };
+    let root = InodeItem::empty_root_dir(0o755, ROOT_INO, now);
     meta.tree
         .insert(Key::new(ROOT_INO, KIND_INODE, 0), root.encode())?;
     let mut plan = meta.prepare_commit(now.sec)?;

@@ -406,19 +406,7 @@ fn run_case(image: &[u8], seed: u64, cut: Option<u64>, crash_seed: u64) -> Resul
         return Err(format!("{repro}: checksum errors after the crash"));
     }
     if state != synced && Some(&state) != inflight.as_ref() {
-        let diff: Vec<_> = state
-            .keys()
-            .chain(synced.keys())
-            .filter(|k| state.get(*k) != synced.get(*k))
-            .take(5)
-            .map(|k| {
-                format!(
-                    "{k}: found {:?} synced {:?}",
-                    state.get(k).map(short),
-                    synced.get(k).map(short)
-                )
-            })
-            .collect();
+        let diff = diff(&state, &synced);
         return Err(format!("{repro}: state after the crash is neither the synced nor the in-flight commit: {diff:?}"));
     }
     fs.shutdown()
@@ -427,6 +415,23 @@ fn run_case(image: &[u8], seed: u64, cut: Option<u64>, crash_seed: u64) -> Resul
     fsck_clean(after, "after the recovered filesystem's unmount")
         .map_err(|e| format!("{repro}: {e}"))?;
     Ok(ops)
+}
+
+/// The first few paths where two states differ, for a failure message.
+fn diff(found: &State, expected: &State) -> Vec<String> {
+    found
+        .keys()
+        .chain(expected.keys())
+        .filter(|k| found.get(*k) != expected.get(*k))
+        .take(5)
+        .map(|k| {
+            format!(
+                "{k}: found {:?} expected {:?}",
+                found.get(k).map(short),
+                expected.get(k).map(short)
+            )
+        })
+        .collect()
 }
 
 fn short(n: &Node) -> String {
@@ -514,19 +519,7 @@ fn failing_writes_leave_the_last_commit_intact() {
                 Fs::mount(after, opts()).unwrap_or_else(|e| panic!("{repro}: mount failed: {e}"));
             let state = walk(&fs).unwrap_or_else(|e| panic!("{repro}: {e}"));
             if state != synced && Some(&state) != inflight.as_ref() {
-                let diff: Vec<_> = state
-                    .keys()
-                    .chain(synced.keys())
-                    .filter(|k| state.get(*k) != synced.get(*k))
-                    .take(5)
-                    .map(|k| {
-                        format!(
-                            "{k}: found {:?} synced {:?}",
-                            state.get(k).map(short),
-                            synced.get(k).map(short)
-                        )
-                    })
-                    .collect();
+                let diff = diff(&state, &synced);
                 panic!("{repro}: the medium holds neither the synced nor the in-flight commit: {diff:?}");
             }
             cases += 1;

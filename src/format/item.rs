@@ -74,6 +74,25 @@ fn dec_time(d: &mut Dec) -> Result<Timespec> {
 }
 
 impl InodeItem {
+    /// An empty directory owned by root, created `now`, whose ".." is `parent`.
+    pub fn empty_root_dir(perm: u32, parent: u64, now: Timespec) -> InodeItem {
+        InodeItem {
+            mode: libc::S_IFDIR | perm,
+            uid: 0,
+            gid: 0,
+            nlink: 2,
+            size: 0,
+            blocks: 0,
+            rdev: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            parent,
+            next_cookie: FIRST_COOKIE,
+        }
+    }
+
     pub fn kind(&self) -> FileKind {
         // decode() guarantees a valid S_IFMT.
         FileKind::from_mode(self.mode).unwrap_or(FileKind::File)

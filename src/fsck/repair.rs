@@ -304,21 +304,7 @@ impl Repair<'_> {
                 self.meta.next_ino += 1;
                 self.meta.inode_count += 1;
                 let now = Timespec::now();
-                let inode = InodeItem {
-                    mode: libc::S_IFDIR | 0o700,
-                    uid: 0,
-                    gid: 0,
-                    nlink: 2,
-                    size: 0,
-                    blocks: 0,
-                    rdev: 0,
-                    atime: now,
-                    mtime: now,
-                    ctime: now,
-                    crtime: now,
-                    parent: ROOT_INO,
-                    next_cookie: FIRST_COOKIE,
-                };
+                let inode = InodeItem::empty_root_dir(0o700, ROOT_INO, now);
                 self.inodes.insert(ino, inode);
                 self.add_name(ROOT_INO, LOST_FOUND, ino, FileKind::Dir)?;
                 self.actions
