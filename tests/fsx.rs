@@ -38,11 +38,23 @@ fn tail(bytes: &[u8], n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// What fsx said before its operation log: the miscompare, the expected and actual bytes, the
+/// step that last wrote them and the seed. The log itself (every operation) follows "LOG DUMP".
+fn diagnosis(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let before_log: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.contains("LOG DUMP"))
+        .collect();
+    before_log[before_log.len().saturating_sub(80)..].join("\n")
+}
+
 fn report(out: &Output) -> String {
     format!(
-        "\n--- fsx stdout (last lines) ---\n{}\n--- fsx stderr (last lines) ---\n{}",
+        "\n--- fsx stdout (last lines) ---\n{}\n--- fsx diagnosis ---\n{}\n--- fsx operation log (last lines) ---\n{}",
         tail(&out.stdout, 40),
-        tail(&out.stderr, 200)
+        diagnosis(&out.stderr),
+        tail(&out.stderr, 60)
     )
 }
 
