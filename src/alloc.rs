@@ -105,6 +105,33 @@ impl Allocator {
         Some((s, n))
     }
 
+    /// Allocates one block about half the device away from `near` (the second copy of a
+    /// metadata block: one region going bad should not take both), the nearest free block at
+    /// or after that point, wrapping around. The cursor of `alloc` stays where it is. `None`
+    /// when the device is full.
+    pub fn alloc_far(&mut self, near: u64) -> Option<u64> {
+        let span = self.total.checked_sub(self.first).filter(|&s| s > 0)?;
+        let target = self.first + (near.saturating_sub(self.first) + span / 2) % span;
+        let containing = self
+            .free
+            .range(..=target)
+            .next_back()
+            .filter(|(&s, &l)| s + l > target)
+            .map(|(&s, &l)| (s, l, target));
+        let (s, l, b) = containing
+            .or_else(|| self.free.range(target..).next().map(|(&s, &l)| (s, l, s)))
+            .or_else(|| self.free.iter().next().map(|(&s, &l)| (s, l, s)))?;
+        self.free.remove(&s);
+        if b > s {
+            self.free.insert(s, b - s);
+        }
+        if b + 1 < s + l {
+            self.free.insert(b + 1, s + l - b - 1);
+        }
+        self.free_blocks -= 1;
+        Some(b)
+    }
+
     /// Frees an extent once the commit being built is durable.
     pub fn free_later(&mut self, start: u64, len: u64) {
         if len > 0 {
@@ -181,6 +208,29 @@ mod tests {
         assert!(!a.mark_used(99, 2));
         assert!(a.mark_used(99, 1));
         assert_eq!(a.free_blocks(), 90 - 6);
+    }
+
+    #[test]
+    fn alloc_far_takes_one_block_half_the_device_away_and_keeps_the_cursor() {
+        let mut a = Allocator::new(100, 1100);
+        assert_eq!(a.alloc(10), Some((100, 10)));
+        assert_eq!(a.alloc_far(100), Some(600));
+        assert_eq!(
+            a.alloc_far(100),
+            Some(601),
+            "the nearest free block after the point"
+        );
+        assert_eq!(a.alloc_far(900), Some(400), "wraps around");
+        assert_eq!(a.alloc(1), Some((110, 1)), "the cursor did not move");
+        assert_eq!(a.free_blocks(), 1000 - 14);
+        assert!(!a.mark_used(600, 1) && !a.mark_used(400, 1));
+        // Nothing free after the point: the first free block from the start.
+        let mut b = Allocator::new(0, 10);
+        assert!(b.mark_used(5, 5));
+        assert_eq!(b.alloc_far(1), Some(0));
+        let mut full = Allocator::new(0, 2);
+        assert!(full.mark_used(0, 2));
+        assert_eq!(full.alloc_far(0), None);
     }
 
     #[test]

@@ -68,6 +68,9 @@ struct MkfsArgs {
     /// Overwrite an existing filesystem
     #[arg(long)]
     force: bool,
+    /// Copies of every metadata block: 2 (DUP, far apart on the device; the default) or 1
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    metadata_copies: Option<u8>,
     /// Block device or image file
     #[arg(value_name = "PATH")]
     path: PathBuf,
@@ -147,6 +150,7 @@ fn run(command: Command) -> Result<u8, String> {
                 block_size: args.block_size.unwrap_or(defaults.block_size),
                 label: args.label.unwrap_or_default(),
                 force: args.force,
+                metadata_copies: args.metadata_copies.unwrap_or(defaults.metadata_copies),
             };
             cli::mkfs::run(&args.path, args.size, &opts).map(|()| 0)
         }

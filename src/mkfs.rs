@@ -3,7 +3,8 @@
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::{
-    valid_block_size, BlockPtr, InodeItem, Key, Superblock, KIND_INODE, LABEL_MAX, RESERVED_BYTES,
+    valid_block_size, BlockPtr, InodeItem, Key, Superblock, FEATURE_RO_COMPAT_METADATA_DUP,
+    KIND_INODE, LABEL_MAX, RESERVED_BYTES,
 };
 use crate::fs::{Timespec, ROOT_INO};
 use crate::txn::{write_commit, Meta};
@@ -18,6 +19,8 @@ pub struct MkfsOptions {
     pub label: String,
     /// Overwrite an existing stablefs, ext2/3/4, btrfs or xfs signature.
     pub force: bool,
+    /// Copies of every metadata block: 2 (DUP, the default) or 1.
+    pub metadata_copies: u8,
 }
 
 impl Default for MkfsOptions {
@@ -26,6 +29,7 @@ impl Default for MkfsOptions {
             block_size: 4096,
             label: String::new(),
             force: false,
+            metadata_copies: 2,
         }
     }
 }
@@ -37,6 +41,7 @@ pub struct MkfsReport {
     pub size_bytes: u64,
     pub block_size: u32,
     pub total_blocks: u64,
+    pub metadata_copies: u8,
 }
 
 /// Formats `dev`. Refuses (with `Error::Invalid` naming what was found) to overwrite a
@@ -52,6 +57,12 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
         return Err(Error::Invalid(format!(
             "block size {bs} is smaller than (or not a multiple of) the device's logical block size {}",
             dev.align()
+        )));
+    }
+    if !matches!(opts.metadata_copies, 1 | 2) {
+        return Err(Error::Invalid(format!(
+            "{} metadata copies: 1 or 2 are possible",
+            opts.metadata_copies
         )));
     }
     if opts.label.len() > LABEL_MAX {
@@ -88,7 +99,11 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
     let uuid = random_uuid()?;
     let sb = Superblock {
         compat: 0,
-        ro_compat: 0,
+        ro_compat: if opts.metadata_copies == 2 {
+            FEATURE_RO_COMPAT_METADATA_DUP
+        } else {
+            0
+        },
         incompat: 0,
         uuid,
         block_size: bs,
@@ -117,6 +132,7 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
         size_bytes: total_blocks * u64::from(bs),
         block_size: bs,
         total_blocks,
+        metadata_copies: opts.metadata_copies,
     })
 }
 

@@ -97,10 +97,7 @@ pub fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
 impl Meta {
     /// A new, empty filesystem's metadata (mkfs), not yet written.
     pub fn create(dev: Arc<dyn BlockDevice>, sb: Superblock) -> Meta {
-        let io = TreeIo {
-            dev,
-            id: identity(&sb),
-        };
+        let io = TreeIo::new(dev, identity(&sb), sb.metadata_dup());
         Meta {
             tree: Tree::new_empty(io),
             alloc: Allocator::new(sb.first_block, sb.total_blocks),
@@ -113,8 +110,9 @@ impl Meta {
     }
 
     /// Opens the newest commit on `dev`: verifies the superblock, walks and verifies the whole
-    /// tree, and rebuilds the free map from what it references.
-    pub fn open(dev: Arc<dyn BlockDevice>) -> Result<Meta> {
+    /// tree, and rebuilds the free map from what it references. `heal`: a node copy found bad
+    /// is rewritten from the good one (DUP); false when nothing may be written.
+    pub fn open(dev: Arc<dyn BlockDevice>, heal: bool) -> Result<Meta> {
         let sb = read_superblock(&*dev)?;
         let bs = u64::from(sb.block_size);
         let dev_blocks = dev.capacity() / bs;
@@ -131,10 +129,10 @@ impl Meta {
                 dev.align()
             )));
         }
-        let io = TreeIo {
-            dev,
-            id: identity(&sb),
-        };
+        let io = TreeIo::new(dev, identity(&sb), sb.metadata_dup());
+        // Features this code only may read: it must not write either.
+        let heal = heal && !sb.needs_read_only();
+        io.heal.store(heal, std::sync::atomic::Ordering::Relaxed);
         let tree = Tree::open(io, sb.root, sb.root_level)?;
         let mut meta = Meta {
             tree,
@@ -157,7 +155,12 @@ impl Meta {
         let mut max_ino = 0u64;
         let damage = self.tree.walk_tolerant(&mut |v| {
             match v {
-                Visit::Node { ptr, .. } => claim(alloc, ptr.addr.0, 1, "tree node")?,
+                Visit::Node { ptr, .. } => {
+                    claim(alloc, ptr.addr.0, 1, "tree node")?;
+                    if let Some(copy) = ptr.copy_addr {
+                        claim(alloc, copy.0, 1, "second copy of a tree node")?;
+                    }
+                }
                 Visit::Item { key, value } if key.kind == KIND_EXTENT => {
                     let e = ExtentItem::decode(value, first, total)?;
                     claim(alloc, e.disk_start, e.len(), "file extent")?;

@@ -129,7 +129,8 @@ fn damaged_metadata_block_is_reported_without_panic() {
     fs::write(t.path("unrelated"), b"still fine").unwrap();
     t.unmount();
     // A name is stored twice, in its hash-keyed entry (used by lookup) and its readdir index
-    // entry; damage the leaves holding both.
+    // entry, and every leaf twice (metadata DUP): damage every copy of the leaves holding
+    // both, so no good copy is left. (tests/fsck.rs and the fs unit tests damage one copy.)
     let img = fs::read(&t.image).unwrap();
     let name = b"meta-victim-name-0150";
     let hits: Vec<usize> = img

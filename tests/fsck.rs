@@ -91,7 +91,7 @@ fn a_wrong_link_count_is_reported_then_repaired_and_the_mount_sees_it() {
     t.unmount();
     let ino = {
         let dev = Arc::new(FileDevice::open(&t.image, false).unwrap());
-        let mut meta = Meta::open(dev.clone()).unwrap();
+        let mut meta = Meta::open(dev.clone(), false).unwrap();
         // The file is the only inode besides the root.
         let ino = meta.next_ino - 1;
         assert_eq!(ino, ROOT_INO + 1);
@@ -129,23 +129,65 @@ fn a_wrong_link_count_is_reported_then_repaired_and_the_mount_sees_it() {
     assert_eq!(read_file(&t.path("f")), b"payload");
 }
 
+/// Flips one bit 300 bytes into block `block` of `image`.
+fn flip_bit(image: &Path, block: u64, block_size: u32) {
+    let at = block * u64::from(block_size) + 300;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 1], at).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn a_bad_copy_of_a_dup_node_is_reported_and_a_mount_rewrites_it() {
+    let dir = scratch_dir();
+    let image = dir.path().join("d.img");
+    mkfs(&image, "64M", &[]);
+    let sb = superblock(&image);
+    let copy = sb.root.copy_addr.expect("metadata DUP by default");
+    // The second copy: reported; mounts never read it while the first is good.
+    flip_bit(&image, copy.0, sb.block_size);
+    let o = stablefs_fsck(&["--json"], &image);
+    expect_status(&o, 4);
+    let v = json(&o);
+    assert_eq!(v["problems"][0]["check"], "node_copy_damaged");
+    assert_eq!(v["problems"][0]["block"], copy.0);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    flip_bit(&image, copy.0, sb.block_size);
+    expect_status(&stablefs_fsck(&[], &image), 0);
+    // The first copy: reported, and the mount serves the root from the second and rewrites
+    // the first, so fsck finds nothing afterwards.
+    flip_bit(&image, sb.root.addr.0, sb.block_size);
+    let o = stablefs_fsck(&["--json"], &image);
+    expect_status(&o, 4);
+    let v = json(&o);
+    assert_eq!(v["problems"][0]["check"], "node_copy_damaged");
+    assert_eq!(v["problems"][0]["block"], sb.root.addr.0);
+    let mut t = TestFs::on_image(image.clone(), "");
+    fs::write(t.path("after"), b"still writable").unwrap();
+    t.unmount();
+    assert!(
+        t.log().contains("rewritten from its second copy"),
+        "{}",
+        t.log()
+    );
+    expect_status(&stablefs_fsck(&[], &image), 0);
+}
+
 #[test]
 fn damaged_metadata_is_reported_and_left_alone() {
     let dir = scratch_dir();
     let image = dir.path().join("d.img");
     mkfs(&image, "64M", &[]);
     let sb = superblock(&image);
-    let at = sb.root.addr.offset(sb.block_size) + 300;
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&image)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 1], at).unwrap();
-    f.sync_all().unwrap();
-    drop(f);
+    // Both copies of the root: the tree cannot be read.
+    flip_bit(&image, sb.root.addr.0, sb.block_size);
+    flip_bit(&image, sb.root.copy_addr.unwrap().0, sb.block_size);
     let before = fs::read(&image).unwrap();
     let o = stablefs_fsck(&["--json"], &image);
     expect_status(&o, 4);

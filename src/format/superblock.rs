@@ -6,7 +6,7 @@
 //!   8  crc              u32   crc32c of the 4 KiB slot with this field zeroed
 //!  12  version          u32   FORMAT_VERSION
 //!  16  compat           u64   features an older reader may ignore
-//!  24  ro_compat        u64   features an older reader may only read
+//!  24  ro_compat        u64   features an older reader may only read (bit 0: metadata DUP)
 //!  32  incompat         u64   features an older reader must refuse
 //!  40  uuid             [16]  filesystem UUID, also in every tree node header
 //!  56  block_size       u32   bytes per block, power of two in [4 KiB, 64 KiB]
@@ -46,11 +46,14 @@ pub const MAX_TREE_LEVEL: u8 = 12;
 pub const SB_FLAG_MKFS_IN_PROGRESS: u8 = 1;
 pub const SB_FLAGS_KNOWN: u8 = SB_FLAG_MKFS_IN_PROGRESS;
 
-/// Feature masks. No optional features exist in version 1; the masks exist so that later
-/// versions can add them and older binaries react correctly (unknown incompat: refuse;
-/// unknown ro_compat: read-only; unknown compat: ignore).
+/// Feature masks, so that later versions can add features and older binaries react correctly
+/// (unknown incompat: refuse; unknown ro_compat: read-only; unknown compat: ignore).
 pub const FEATURE_COMPAT_KNOWN: u64 = 0;
-pub const FEATURE_RO_COMPAT_KNOWN: u64 = 0;
+/// Metadata DUP: every tree node is written twice (`BlockPtr::copy_addr`, the second copy
+/// about half the device away). A reader that does not know it can still read through the
+/// first copies, but a writer that does not know it would leave second copies behind, stale.
+pub const FEATURE_RO_COMPAT_METADATA_DUP: u64 = 1;
+pub const FEATURE_RO_COMPAT_KNOWN: u64 = FEATURE_RO_COMPAT_METADATA_DUP;
 pub const FEATURE_INCOMPAT_KNOWN: u64 = 0;
 
 const _: () = assert!(SB_USED <= SB_SIZE);
@@ -212,6 +215,11 @@ impl Superblock {
     /// Does this superblock carry read-only-compatible features this code does not know?
     pub fn needs_read_only(&self) -> bool {
         self.ro_compat & !FEATURE_RO_COMPAT_KNOWN != 0
+    }
+
+    /// Is every tree node written twice?
+    pub fn metadata_dup(&self) -> bool {
+        self.ro_compat & FEATURE_RO_COMPAT_METADATA_DUP != 0
     }
 
     pub fn root_block(&self) -> BlockNo {

@@ -91,6 +91,8 @@ pub struct Fs {
     kick: Arc<Kick>,
     committer: Mutex<Option<JoinHandle<()>>>,
     counters: AtomicCounters,
+    /// The tree's own counts of bad and repaired node copies.
+    tree_stats: Arc<crate::tree::TreeStats>,
     interval: Duration,
     /// Block-sized bounce buffers, recycled once their data is on the device.
     block_pool: BufPool,
@@ -116,7 +118,7 @@ impl Fs {
     /// commit, loads and verifies the metadata, deletes inodes left unlinked-but-open by the
     /// previous mount, and starts the background committer.
     pub fn mount(dev: Arc<dyn BlockDevice>, opts: MountOptions) -> Result<Arc<Fs>> {
-        let meta = Meta::open(dev.clone())?;
+        let meta = Meta::open(dev.clone(), !opts.read_only)?;
         let mut read_only = opts.read_only;
         if meta.sb.needs_read_only() && !read_only {
             log::warn!(
@@ -131,6 +133,10 @@ impl Fs {
             );
             read_only = true;
         }
+        // From here on a bad metadata copy found by a lazy load is rewritten only if this mount
+        // may write.
+        meta.tree.set_heal(!read_only);
+        let tree_stats = meta.tree.stats();
         let bs = meta.sb.block_size;
         let orphans = meta.orphans.clone();
         let mut state = State {
@@ -157,6 +163,7 @@ impl Fs {
             kick: Arc::new(Kick::default()),
             committer: Mutex::new(None),
             counters: AtomicCounters::default(),
+            tree_stats,
             interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
             // Every dirty block's buffer comes back for reuse: in steady state writes allocate
             // nothing.
@@ -231,6 +238,8 @@ impl Fs {
             bytes_read: c.bytes_read.load(Ordering::Relaxed),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             commits: c.commits.load(Ordering::Relaxed),
+            metadata_bad_copies: self.tree_stats.bad_copies.load(Ordering::Relaxed),
+            metadata_repairs: self.tree_stats.repaired.load(Ordering::Relaxed),
         }
     }
 

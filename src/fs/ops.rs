@@ -808,8 +808,7 @@ impl Fs {
     /// `Reserve`).
     pub(super) fn reserve(&self, st: &State, n: u64, level: Reserve) -> Result<()> {
         let a = &st.meta.alloc;
-        let total = a.total_blocks() - a.first_block();
-        let meta_reserve = (total / 64).max(64);
+        let meta_reserve = st.metadata_reserve();
         let keep = match level {
             Reserve::Data => meta_reserve,
             Reserve::Names => meta_reserve / 2,
@@ -871,7 +870,7 @@ impl Fs {
         let total = a.total_blocks() - a.first_block();
         let free = (a.free_blocks() + a.pending_blocks())
             .saturating_sub(st.dirty_blocks + st.reserved_blocks);
-        let reserve = (total / 64).max(64);
+        let reserve = st.metadata_reserve();
         Ok(StatFs {
             blocks: total,
             bfree: free,

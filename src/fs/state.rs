@@ -98,6 +98,16 @@ impl State {
         }
     }
 
+    /// Blocks kept for the tree: data writes stop short of all of them and new names of half,
+    /// so that deletes, and the commits that free space, always find blocks for the nodes they
+    /// rewrite (twice as many under DUP, which writes every node twice).
+    pub fn metadata_reserve(&self) -> u64 {
+        let a = &self.meta.alloc;
+        let total = a.total_blocks() - a.first_block();
+        let copies = if self.meta.sb.metadata_dup() { 2 } else { 1 };
+        (total / 64).max(64) * copies
+    }
+
     pub fn new_ino(&mut self) -> Ino {
         let ino = self.meta.next_ino;
         self.meta.next_ino += 1;

@@ -155,4 +155,8 @@ pub struct Counters {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub commits: u64,
+    /// Copies of metadata blocks that failed to read or verify (DUP: the other copy served).
+    pub metadata_bad_copies: u64,
+    /// Bad metadata copies rewritten from the good one.
+    pub metadata_repairs: u64,
 }

@@ -47,10 +47,7 @@ struct Repair<'a> {
 
 pub(super) fn repair(dev: Arc<dyn BlockDevice>, scan: &Scan, a: &Analysis) -> Result<Outcome> {
     let sb = scan.sb.clone();
-    let io = TreeIo {
-        dev: dev.clone(),
-        id: scan.id,
-    };
+    let io = TreeIo::new(dev.clone(), scan.id, sb.metadata_dup());
     // Loads (and verifies again) only the nodes the repair touches.
     let tree = Tree::open(io, sb.root, sb.root_level)?;
     // The free map, as mount rebuilds it: everything the commit does not reference.

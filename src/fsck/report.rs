@@ -25,6 +25,9 @@ pub enum Check {
     /// A tree node that fails its checksum or self-description (magic, uuid, block number,
     /// generation, owner, level, layout).
     NodeDamaged,
+    /// One copy of a DUP tree node fails its checksum or self-description while the other is
+    /// good: nothing is lost, and a mount that reads the bad copy rewrites it from the good.
+    NodeCopyDamaged,
     /// A node or extent born in a later commit than the node (or superblock) pointing to it.
     BirthGeneration,
     /// Keys out of order across nodes, or outside the range their parent's separators give.

@@ -386,36 +386,56 @@ impl Scan {
             );
         }
         let range = describe_range(bounds);
-        let body = match self.read_node(dev, ptr, level) {
-            Ok(b) => b,
-            Err(e) => {
-                f.error(
-                    Check::NodeDamaged,
-                    false,
-                    None,
-                    Some(ptr.addr.0),
-                    format!(
-                        "tree node at block {} (level {level}, keys {range}) is damaged: {e}; \
-                         the items below it are not checked",
-                        ptr.addr
-                    ),
-                );
-                return;
-            }
-        };
-        if let Some(copy) = ptr.copy_addr {
-            let mut c = *ptr;
-            c.addr = copy;
-            if let Err(e) = self.read_node(dev, &c, level) {
-                f.error(
-                    Check::NodeDamaged,
-                    false,
-                    None,
-                    Some(copy.0),
-                    format!("the second copy of tree node {} at block {copy} is damaged: {e} (scrub repairs it)", ptr.addr),
-                );
-            }
+        // Both copies are checked; the items are checked from whichever is good.
+        let first = self.read_node(dev, ptr, level);
+        let second = ptr
+            .copy_addr
+            .map(|copy| (copy, self.read_node_at(dev, copy, ptr, level)));
+        if let (Err(e), Some((_, Ok(_)))) = (&first, &second) {
+            f.error(
+                Check::NodeCopyDamaged,
+                false,
+                None,
+                Some(ptr.addr.0),
+                format!(
+                    "the first copy of tree node {} (level {level}, keys {range}) is damaged: \
+                     {e}; its second copy is good (a mount that reads it rewrites the first)",
+                    ptr.addr
+                ),
+            );
         }
+        if let (Ok(_), Some((copy, Err(e)))) = (&first, &second) {
+            f.error(
+                Check::NodeCopyDamaged,
+                false,
+                None,
+                Some(copy.0),
+                format!(
+                    "the second copy of tree node {} at block {copy} is damaged: {e}; \
+                     its first copy is good",
+                    ptr.addr
+                ),
+            );
+        }
+        let body =
+            match (first, second) {
+                (Ok(b), _) | (Err(_), Some((_, Ok(b)))) => b,
+                (Err(e), _) => {
+                    f.error(
+                        Check::NodeDamaged,
+                        false,
+                        None,
+                        Some(ptr.addr.0),
+                        format!(
+                        "tree node at block {} (level {level}, keys {range}) is damaged{}: {e}; \
+                         the items below it are not checked",
+                        ptr.addr,
+                        if ptr.copy_addr.is_some() { " in both copies" } else { "" }
+                    ),
+                    );
+                    return;
+                }
+            };
         match body {
             NodeBody::Leaf(items) => {
                 for (k, v) in &items {
@@ -451,9 +471,21 @@ impl Scan {
         ptr: &BlockPtr,
         level: u8,
     ) -> crate::Result<NodeBody> {
+        self.read_node_at(dev, ptr.addr, ptr, level)
+    }
+
+    /// Reads the copy of `ptr`'s node stored at `at` (either copy holds the same bytes, so
+    /// `ptr` verifies both).
+    fn read_node_at(
+        &self,
+        dev: &dyn BlockDevice,
+        at: crate::format::BlockNo,
+        ptr: &BlockPtr,
+        level: u8,
+    ) -> crate::Result<NodeBody> {
         let bs = self.id.block_size;
         let mut buf = AlignedBuf::zeroed(bs as usize);
-        dev.read_at(ptr.addr.offset(bs), &mut buf)?;
+        dev.read_at(at.offset(bs), &mut buf)?;
         decode_node(&self.id, &buf, ptr, level)
     }
 

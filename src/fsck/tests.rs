@@ -60,7 +60,7 @@ fn dir(fs: &Fs, parent: Ino, name: &str) -> Ino {
 /// Opens the current commit, lets `change` edit the metadata, and writes the result as the
 /// next commit, exactly as the filesystem commits.
 fn commit_with(dev: &Arc<MemDevice>, change: impl FnOnce(&mut Meta)) {
-    let mut meta = Meta::open(dev.clone()).unwrap();
+    let mut meta = Meta::open(dev.clone(), false).unwrap();
     change(&mut meta);
     let mut plan = meta.prepare_commit(0).unwrap();
     write_commit(&**dev, &mut plan).unwrap();
@@ -862,6 +862,9 @@ fn keys_outside_their_parents_separators_are_found() {
         children.into_iter(),
     );
     dev.poke(sb.root.addr.offset(bs), &block);
+    if let Some(copy) = sb.root.copy_addr {
+        dev.poke(copy.offset(bs), &block);
+    }
     sb.root.crc = crc;
     write_superblock(&*dev, &sb).unwrap();
     let r = fsck_dev(&dev, false);

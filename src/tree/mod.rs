@@ -9,6 +9,13 @@
 //! it dirty; `write_dirty` gives every dirty node a fresh block at commit, children first, so a
 //! committed block is never overwritten.
 //!
+//! DUP (`TreeIo::dup`): every node is written twice, the second copy about half the device
+//! away (`Allocator::alloc_far`), as the same bytes: the node names its first copy as its own
+//! block, and its parent's pointer carries both addresses and one crc. A load that finds one
+//! copy unreadable or failing verification uses the other, and (when `TreeIo::heal` allows)
+//! rewrites the bad copy in place with the good bytes: the block is live and its content does
+//! not change, so this is the one write that may go to a committed block.
+//!
 //! Invariants: keys are strictly increasing in every node; in an inner node `children[i].0` ≤
 //! every key below child i < `children[i+1].0` (child 0 also takes every key below its
 //! separator); every encoded node fits its block (leaf values are at most
@@ -21,6 +28,7 @@ use crate::format::{
     decode_node, encode_inner, encode_leaf, node_capacity, BlockNo, BlockPtr, Key, NodeBody,
     NodeIdentity, INNER_ENTRY_SIZE, LEAF_ENTRY_OVERHEAD, NODE_HEADER_SIZE,
 };
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 enum Child {
@@ -79,21 +87,74 @@ impl Node {
 pub struct TreeIo {
     pub dev: Arc<dyn BlockDevice>,
     pub id: NodeIdentity,
+    /// Write every node twice (the superblock's metadata-DUP feature).
+    pub dup: bool,
+    /// Rewrite a bad copy from the good one when a load finds one (off for read-only mounts
+    /// and tools that must not write).
+    pub heal: AtomicBool,
+    pub stats: Arc<TreeStats>,
+}
+
+/// What loads found, for `stablefs status` and tests.
+#[derive(Default, Debug)]
+pub struct TreeStats {
+    /// Node copies that failed to read or verify.
+    pub bad_copies: AtomicU64,
+    /// Bad copies rewritten from a good one.
+    pub repaired: AtomicU64,
 }
 
 impl TreeIo {
+    pub fn new(dev: Arc<dyn BlockDevice>, id: NodeIdentity, dup: bool) -> TreeIo {
+        TreeIo {
+            dev,
+            id,
+            dup,
+            heal: AtomicBool::new(true),
+            stats: Arc::new(TreeStats::default()),
+        }
+    }
+
+    /// Reads the copy of `ptr`'s node at `at` into `buf` and verifies it against `ptr` (both
+    /// copies carry the same bytes, so the same pointer checks either).
+    fn read_copy(
+        &self,
+        at: BlockNo,
+        ptr: &BlockPtr,
+        level: u8,
+        buf: &mut AlignedBuf,
+    ) -> Result<NodeBody> {
+        self.dev.read_at(at.offset(self.id.block_size), buf)?;
+        decode_node(&self.id, buf, ptr, level)
+    }
+
     fn load(&self, ptr: &BlockPtr, level: u8) -> Result<Box<Node>> {
         let bs = self.id.block_size;
         let mut buf = AlignedBuf::zeroed(bs as usize);
-        self.dev.read_at(ptr.addr.offset(bs), &mut buf)?;
-        let body = match decode_node(&self.id, &buf, ptr, level) {
+        let body = match self.read_copy(ptr.addr, ptr, level, &mut buf) {
             Ok(b) => b,
             Err(e) => {
+                self.stats.bad_copies.fetch_add(1, Ordering::Relaxed);
                 log::error!(
                     "metadata block {} (tree level {level}) failed verification: {e}",
                     ptr.addr
                 );
-                return Err(e);
+                let Some(copy) = ptr.copy_addr else {
+                    return Err(e);
+                };
+                match self.read_copy(copy, ptr, level, &mut buf) {
+                    Ok(b) => {
+                        self.heal_copy(ptr.addr, &buf);
+                        b
+                    }
+                    Err(e2) => {
+                        self.stats.bad_copies.fetch_add(1, Ordering::Relaxed);
+                        log::error!(
+                            "its second copy at block {copy} failed too: {e2}; the node is lost"
+                        );
+                        return Err(e);
+                    }
+                }
             }
         };
         let body = match body {
@@ -107,6 +168,21 @@ impl TreeIo {
             disk: Some(*ptr),
             body,
         }))
+    }
+
+    /// Puts the verified bytes `good` back at `bad`, one copy of a live node.
+    fn heal_copy(&self, bad: BlockNo, good: &AlignedBuf) {
+        if !self.heal.load(Ordering::Relaxed) {
+            log::warn!("metadata block {bad}: using its second copy (not rewritten: read-only)");
+            return;
+        }
+        match self.dev.write_at(bad.offset(self.id.block_size), &[good]) {
+            Ok(()) => {
+                self.stats.repaired.fetch_add(1, Ordering::Relaxed);
+                log::warn!("metadata block {bad}: rewritten from its second copy");
+            }
+            Err(e) => log::error!("metadata block {bad}: could not rewrite it: {e}"),
+        }
     }
 }
 
@@ -144,6 +220,16 @@ impl Tree {
             root,
             freed: Vec::new(),
         })
+    }
+
+    /// Whether loads may rewrite a bad copy of a node from the good one (see `TreeIo::heal`).
+    pub fn set_heal(&self, heal: bool) {
+        self.io.heal.store(heal, Ordering::Relaxed);
+    }
+
+    /// What loads have found so far (shared: it keeps counting).
+    pub fn stats(&self) -> Arc<TreeStats> {
+        self.io.stats.clone()
     }
 
     pub fn root_level(&self) -> u8 {
@@ -239,7 +325,7 @@ impl Tree {
                         Child::Disk(p) => self.io.load(&p, level)?,
                     };
                     if let Some(p) = self.root.disk {
-                        self.freed.push(p.addr);
+                        free_node(&p, &mut self.freed);
                     }
                     self.root = child;
                 }
@@ -261,13 +347,14 @@ impl Tree {
     ) -> Result<BlockPtr> {
         // Every block is found before any is assigned: running out half-way would leave nodes
         // pointing at blocks that were never written.
-        if alloc.free_blocks() < self.dirty_nodes() as u64 {
+        let copies = if self.io.dup { 2 } else { 1 };
+        if alloc.free_blocks() < copies * self.dirty_nodes() as u64 {
             return Err(Error::Errno(libc::ENOSPC));
         }
         for b in self.freed.drain(..) {
             alloc.free_later(b.0, 1);
         }
-        write_rec(&self.io.id, &mut self.root, alloc, generation, out)
+        write_rec(&self.io, &mut self.root, alloc, generation, out)
     }
 
     /// Nodes changed since the last commit: the blocks the next commit needs for the tree.
@@ -319,8 +406,14 @@ fn load_child<'a>(io: &TreeIo, child: &'a mut Child, level: u8) -> Result<&'a mu
 /// Makes `node` dirty; its committed block is freed at the next commit.
 fn cow(node: &mut Node, freed: &mut Vec<BlockNo>) {
     if let Some(p) = node.disk.take() {
-        freed.push(p.addr);
+        free_node(&p, freed);
     }
+}
+
+/// Every block of a committed node (both copies under DUP) is freed at the next commit.
+fn free_node(p: &BlockPtr, freed: &mut Vec<BlockNo>) {
+    freed.push(p.addr);
+    freed.extend(p.copy_addr);
 }
 
 fn range_rec(
@@ -503,7 +596,7 @@ fn rebalance(
         let (_, c) = children.remove(i);
         if let Child::Mem(n) = c {
             if let Some(p) = n.disk {
-                freed.push(p.addr);
+                free_node(&p, freed);
             }
         }
         if i == 0 {
@@ -558,7 +651,7 @@ fn rebalance(
 }
 
 fn write_rec(
-    id: &NodeIdentity,
+    io: &TreeIo,
     node: &mut Node,
     alloc: &mut Allocator,
     gen: u64,
@@ -572,12 +665,20 @@ fn write_rec(
         for (_, c) in children.iter_mut() {
             ptrs.push(match c {
                 Child::Disk(p) => *p,
-                Child::Mem(n) => write_rec(id, n, alloc, gen, out)?,
+                Child::Mem(n) => write_rec(io, n, alloc, gen, out)?,
             });
         }
     }
+    let id = &io.id;
     let (addr, _) = alloc.alloc(1).ok_or(Error::Errno(libc::ENOSPC))?;
     let addr = BlockNo(addr);
+    let copy_addr = if io.dup {
+        Some(BlockNo(
+            alloc.alloc_far(addr.0).ok_or(Error::Errno(libc::ENOSPC))?,
+        ))
+    } else {
+        None
+    };
     let (bytes, crc) = match &node.body {
         Body::Leaf(items) => encode_leaf(id, addr, gen, items),
         Body::Inner(children) => encode_inner(
@@ -590,11 +691,14 @@ fn write_rec(
     };
     let ptr = BlockPtr {
         addr,
-        copy_addr: None,
+        copy_addr,
         birth_gen: gen,
         crc,
     };
     node.disk = Some(ptr);
+    if let Some(copy) = copy_addr {
+        out.push((copy, bytes.clone()));
+    }
     out.push((addr, bytes));
     Ok(ptr)
 }

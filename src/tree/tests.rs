@@ -45,15 +45,20 @@ const BS: u32 = 4096;
 const TOTAL: u64 = 4096;
 
 fn io(dev: &Arc<Blocks>) -> TreeIo {
-    TreeIo {
-        dev: dev.clone(),
-        id: NodeIdentity {
+    io_dup(dev, false)
+}
+
+fn io_dup(dev: &Arc<Blocks>, dup: bool) -> TreeIo {
+    TreeIo::new(
+        dev.clone(),
+        NodeIdentity {
             uuid: [3; 16],
             block_size: BS,
             first_block: 64,
             total_blocks: TOTAL,
         },
-    }
+        dup,
+    )
 }
 
 fn commit(tree: &mut Tree, alloc: &mut Allocator, dev: &Blocks, gen: u64) -> BlockPtr {
@@ -69,12 +74,13 @@ fn commit(tree: &mut Tree, alloc: &mut Allocator, dev: &Blocks, gen: u64) -> Blo
     root
 }
 
-/// Every block the tree references, each once.
+/// Every block the tree references (both copies of a DUP node), each once.
 fn used_blocks(tree: &mut Tree) -> Vec<u64> {
     let mut v = Vec::new();
     tree.walk(&mut |x| {
         if let Visit::Node { ptr, .. } = x {
             v.push(ptr.addr.0);
+            v.extend(ptr.copy_addr.map(|c| c.0));
         }
         Ok(())
     })
@@ -106,10 +112,10 @@ fn key(k: u16) -> Key {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn tree_matches_model(ops in proptest::collection::vec(op(), 1..1500)) {
+    fn tree_matches_model(ops in proptest::collection::vec(op(), 1..1500), dup in any::<bool>()) {
         let dev = Arc::new(Blocks(Mutex::new(vec![0; (TOTAL * u64::from(BS)) as usize])));
         let mut alloc = Allocator::new(64, TOTAL);
-        let mut tree = Tree::new_empty(io(&dev));
+        let mut tree = Tree::new_empty(io_dup(&dev, dup));
         let mut model: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
         let mut gen = 1;
         let mut root = commit(&mut tree, &mut alloc, &dev, gen);
@@ -131,7 +137,7 @@ proptest! {
                     gen += 1;
                     root = commit(&mut tree, &mut alloc, &dev, gen);
                     let level = tree.root_level();
-                    tree = Tree::open(io(&dev), root, level).unwrap();
+                    tree = Tree::open(io_dup(&dev, dup), root, level).unwrap();
                     // The allocator must agree with what the tree references.
                     let used = used_blocks(&mut tree);
                     let mut fresh = Allocator::new(64, TOTAL);
@@ -189,4 +195,138 @@ fn corrupted_node_is_an_error_not_a_panic() {
         );
         dev.0.lock()[off] ^= 0x40;
     }
+}
+
+/// A tree of 500 items committed with DUP; returns it, its root and the device.
+fn dup_tree() -> (Arc<Blocks>, BlockPtr, u8, Vec<BlockPtr>) {
+    let dev = Arc::new(Blocks(Mutex::new(vec![
+        0;
+        (TOTAL * u64::from(BS)) as usize
+    ])));
+    let mut alloc = Allocator::new(64, TOTAL);
+    let mut tree = Tree::new_empty(io_dup(&dev, true));
+    for k in 0..500u16 {
+        tree.insert(key(k), vec![(k % 251) as u8; 100]).unwrap();
+    }
+    let root = commit(&mut tree, &mut alloc, &dev, 1);
+    let mut ptrs = Vec::new();
+    tree.walk(&mut |x| {
+        if let Visit::Node { ptr, .. } = x {
+            ptrs.push(ptr);
+        }
+        Ok(())
+    })
+    .unwrap();
+    (dev, root, tree.root_level(), ptrs)
+}
+
+fn block(dev: &Blocks, b: BlockNo) -> Vec<u8> {
+    let off = b.offset(BS) as usize;
+    dev.0.lock()[off..off + BS as usize].to_vec()
+}
+
+fn flip(dev: &Blocks, b: BlockNo) {
+    dev.0.lock()[(b.offset(BS) + 200) as usize] ^= 0x40;
+}
+
+fn items_match(t: &mut Tree) {
+    let all = t.range(&Key::MIN, &Key::MAX, usize::MAX).unwrap();
+    assert_eq!(all.len(), 500);
+    for (k, v) in all {
+        let i = (0..500u16)
+            .find(|&i| key(i) == k)
+            .expect("a key that was inserted");
+        assert_eq!(v, vec![(i % 251) as u8; 100]);
+    }
+}
+
+#[test]
+fn dup_writes_two_identical_copies_far_apart() {
+    let (dev, root, _, ptrs) = dup_tree();
+    assert!(ptrs.len() > 2, "a tree of several nodes");
+    assert_eq!(ptrs[0], root);
+    for p in &ptrs {
+        let copy = p.copy_addr.expect("every node has a second copy");
+        assert_eq!(block(&dev, p.addr), block(&dev, copy), "node {}", p.addr);
+        let gap = copy.0.abs_diff(p.addr.0);
+        assert!(
+            gap >= (TOTAL - 64) / 4,
+            "copies of {} only {gap} blocks apart",
+            p.addr
+        );
+    }
+}
+
+#[test]
+fn a_bad_first_copy_is_read_from_the_second_and_rewritten() {
+    let (dev, root, level, ptrs) = dup_tree();
+    // Damage the first copy of every node, the root too: all of it must still read right.
+    for p in &ptrs {
+        flip(&dev, p.addr);
+    }
+    let mut t = Tree::open(io_dup(&dev, true), root, level).unwrap();
+    items_match(&mut t);
+    assert_eq!(
+        t.stats().bad_copies.load(Ordering::Relaxed),
+        ptrs.len() as u64
+    );
+    assert_eq!(
+        t.stats().repaired.load(Ordering::Relaxed),
+        ptrs.len() as u64
+    );
+    for p in &ptrs {
+        assert_eq!(
+            block(&dev, p.addr),
+            block(&dev, p.copy_addr.unwrap()),
+            "healed {}",
+            p.addr
+        );
+    }
+    // Healed for good: a fresh open finds nothing wrong.
+    let mut again = Tree::open(io_dup(&dev, true), root, level).unwrap();
+    items_match(&mut again);
+    assert_eq!(again.stats().bad_copies.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_bad_second_copy_is_not_needed_and_a_read_only_load_writes_nothing() {
+    let (dev, root, level, ptrs) = dup_tree();
+    for p in &ptrs {
+        flip(&dev, p.copy_addr.unwrap());
+    }
+    let mut t = Tree::open(io_dup(&dev, true), root, level).unwrap();
+    items_match(&mut t);
+    assert_eq!(t.stats().bad_copies.load(Ordering::Relaxed), 0);
+
+    let (dev, root, level, ptrs) = dup_tree();
+    let victim = ptrs[1];
+    flip(&dev, victim.addr);
+    let damaged = block(&dev, victim.addr);
+    let io = io_dup(&dev, true);
+    io.heal.store(false, Ordering::Relaxed);
+    let mut t = Tree::open(io, root, level).unwrap();
+    items_match(&mut t);
+    assert_eq!(t.stats().bad_copies.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().repaired.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        block(&dev, victim.addr),
+        damaged,
+        "read-only: left as it was"
+    );
+}
+
+#[test]
+fn both_copies_bad_is_an_error_naming_the_first() {
+    let (dev, root, level, ptrs) = dup_tree();
+    let victim = ptrs[1];
+    flip(&dev, victim.addr);
+    flip(&dev, victim.copy_addr.unwrap());
+    let mut t = Tree::open(io_dup(&dev, true), root, level).unwrap();
+    let r = t.walk(&mut |_| Ok(()));
+    assert!(
+        matches!(r, Err(crate::Error::Checksum { block, .. }) if block == victim.addr.0),
+        "{r:?}"
+    );
+    assert_eq!(t.stats().bad_copies.load(Ordering::Relaxed), 2);
+    assert_eq!(t.stats().repaired.load(Ordering::Relaxed), 0);
 }
