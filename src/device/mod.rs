@@ -11,11 +11,13 @@
 //! - `flush` returns only when every write that completed before it is durable.
 
 mod buf;
+mod corrupt;
 mod crash;
 mod file;
 mod mem;
 
 pub use buf::{AlignedBuf, BufPool, BUF_ALIGN};
+pub use corrupt::{CorruptDevice, FaultHit, WriteFault};
 pub use crash::{CrashDevice, SplitMix, SECTOR};
 pub use file::{is_block_device, FileDevice, Medium, MIN_IMAGE_SIZE};
 pub use mem::MemDevice;

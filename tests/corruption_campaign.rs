@@ -1,0 +1,548 @@
+//! The corruption campaign: thousands of seeded cases, each one fault on the medium behind the
+//! device trait (`CorruptDevice`); everything above it is the real code (`Fs`, the tree, the
+//! allocator, mkfs).
+//!
+//! Per workload seed: mkfs, a first workload (directories, files of many sizes, xattrs),
+//! committed; then a second workload (overwrites, appends, new files, a truncate, an unlink, a
+//! rename, xattr changes) with a commit in the middle and an unmount at the end, on a device
+//! that lies:
+//! - at write time, one unit write (a 4 KiB block) is lost, misdirected onto a live block, or
+//!   torn after 1-7 sectors;
+//! - at rest, after a clean run: one bit flipped, or one block put back to an earlier
+//!   version (stale), in a superblock, an inner tree node, a leaf or a data block.
+//!
+//! Then the image is mounted and everything read back against the model: every name, size,
+//! listing, byte and xattr must be right, or the read must fail with `EIO` (or the mount
+//! refuse). A wrong answer is a silent corruption; there must be none. The one allowed
+//! difference: when the fault hit a superblock, the filesystem may come back at an earlier
+//! commit (the medium lost the newer superblock; what it shows is still exactly a commit).
+//! Metadata is DUP (mkfs's default), so damage to one copy of a node must be repaired.
+//!
+//! `STABLEFS_CORRUPT_CASES=N` (default 2,000) sets the number of cases,
+//! `STABLEFS_CORRUPT_SEED=S` the first workload seed; a failure prints the workload seed and
+//! case that reproduce it.
+
+use stablefs::device::{CorruptDevice, MemDevice, SplitMix, WriteFault};
+use stablefs::format::{ExtentItem, KIND_EXTENT, SB_SLOT_OFFSETS};
+use stablefs::fs::{Caller, Fs, Ino, MountOptions, SetAttr, ROOT_INO};
+use stablefs::mkfs::{mkfs, MkfsOptions};
+use stablefs::tree::Visit;
+use stablefs::txn::Meta;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const BS: u64 = 4096;
+const IMAGE_BYTES: u64 = 16 << 20;
+const XATTR: &[u8] = b"user.tag";
+
+type R<T> = stablefs::Result<T>;
+
+/// directory -> file -> (contents, value of user.tag)
+type Model = BTreeMap<String, BTreeMap<String, (Vec<u8>, Vec<u8>)>>;
+
+fn options() -> MountOptions {
+    MountOptions {
+        // No timer commits: the write sequence depends on the workload alone, so a fault
+        // index names the same write in every run of a seed.
+        commit_interval_secs: 3600,
+        ..MountOptions::default()
+    }
+}
+
+fn bytes(rng: &mut SplitMix, n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        v.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+fn size(rng: &mut SplitMix) -> usize {
+    const SIZES: [usize; 8] = [0, 1, 100, 4096, 5000, 12_288, 40_000, 150_001];
+    SIZES[rng.below(SIZES.len() as u64) as usize]
+}
+
+fn dir_ino(fs: &Fs, dir: &str) -> R<Ino> {
+    Ok(fs.lookup(ROOT_INO, dir.as_bytes())?.ino)
+}
+
+fn file_ino(fs: &Fs, dir: &str, file: &str) -> R<Ino> {
+    Ok(fs.lookup(dir_ino(fs, dir)?, file.as_bytes())?.ino)
+}
+
+fn write_all(fs: &Fs, ino: Ino, offset: u64, data: &[u8]) -> R<()> {
+    for (i, chunk) in data.chunks(1 << 20).enumerate() {
+        fs.write(ino, offset + (i << 20) as u64, chunk, false)?;
+    }
+    Ok(())
+}
+
+fn new_file(fs: &Fs, rng: &mut SplitMix, m: &mut Model, dir: &str, file: &str) -> R<()> {
+    let d = dir_ino(fs, dir)?;
+    let ino = fs
+        .mknod(d, file.as_bytes(), libc::S_IFREG | 0o644, 0, ROOT)?
+        .ino;
+    let n = size(rng);
+    let data = bytes(rng, n);
+    write_all(fs, ino, 0, &data)?;
+    let n = 20 + rng.below(180) as usize;
+    let tag = bytes(rng, n);
+    fs.setxattr(ino, XATTR, &tag, 0)?;
+    m.entry(dir.into())
+        .or_default()
+        .insert(file.into(), (data, tag));
+    Ok(())
+}
+
+/// A random existing (dir, file).
+fn pick(rng: &mut SplitMix, m: &Model) -> (String, String) {
+    let all: Vec<(&String, &String)> = m
+        .iter()
+        .flat_map(|(d, fs)| fs.keys().map(move |f| (d, f)))
+        .collect();
+    let (d, f) = all[rng.below(all.len() as u64) as usize];
+    (d.clone(), f.clone())
+}
+
+fn overwrite(fs: &Fs, rng: &mut SplitMix, m: &mut Model) -> R<()> {
+    let (d, f) = pick(rng, m);
+    let ino = file_ino(fs, &d, &f)?;
+    let entry = m.get_mut(&d).unwrap().get_mut(&f).unwrap();
+    let len = entry.0.len() as u64;
+    let at = rng.below(len + 5000);
+    let n = 1 + rng.below(20_000) as usize;
+    let data = bytes(rng, n);
+    write_all(fs, ino, at, &data)?;
+    let end = at as usize + n;
+    if entry.0.len() < end {
+        entry.0.resize(end, 0);
+    }
+    entry.0[at as usize..end].copy_from_slice(&data);
+    Ok(())
+}
+
+/// The first workload: four directories of six files each, committed.
+fn first_workload(fs: &Fs, rng: &mut SplitMix) -> R<Model> {
+    let mut m = Model::new();
+    for d in 0..4 {
+        let dir = format!("dir-{d}");
+        fs.mkdir(ROOT_INO, dir.as_bytes(), 0o755, ROOT)?;
+        m.insert(dir.clone(), BTreeMap::new());
+        for f in 0..6 {
+            new_file(fs, rng, &mut m, &dir, &format!("file-{f}"))?;
+        }
+    }
+    fs.sync()?;
+    Ok(m)
+}
+
+/// The second workload; returns the models at its middle commit and at its end (unmount).
+/// On a lying medium an operation may fail (EIO: it read back a block the fault damaged).
+fn second_workload(fs: &Fs, rng: &mut SplitMix, mut m: Model) -> R<(Model, Model)> {
+    for _ in 0..4 {
+        overwrite(fs, rng, &mut m)?;
+    }
+    for i in 0..3 {
+        let d = format!("dir-{}", rng.below(4));
+        new_file(fs, rng, &mut m, &d, &format!("new-{i}"))?;
+    }
+    let (d, f) = pick(rng, &m);
+    let keep = rng.below(m[&d][&f].0.len() as u64 + 1);
+    let set = SetAttr {
+        size: Some(keep),
+        ..SetAttr::default()
+    };
+    fs.setattr(file_ino(fs, &d, &f)?, &set)?;
+    m.get_mut(&d)
+        .unwrap()
+        .get_mut(&f)
+        .unwrap()
+        .0
+        .truncate(keep as usize);
+    let (d, f) = pick(rng, &m);
+    fs.unlink(dir_ino(fs, &d)?, f.as_bytes())?;
+    m.get_mut(&d).unwrap().remove(&f);
+    let (d, f) = pick(rng, &m);
+    let to = format!("dir-{}", rng.below(4));
+    let new_name = format!("moved-{f}");
+    if !m[&to].contains_key(&new_name) {
+        fs.rename(
+            dir_ino(fs, &d)?,
+            f.as_bytes(),
+            dir_ino(fs, &to)?,
+            new_name.as_bytes(),
+            0,
+        )?;
+        let e = m.get_mut(&d).unwrap().remove(&f).unwrap();
+        m.get_mut(&to).unwrap().insert(new_name, e);
+    }
+    let (d, f) = pick(rng, &m);
+    let tag = bytes(rng, 77);
+    fs.setxattr(file_ino(fs, &d, &f)?, XATTR, &tag, 0)?;
+    m.get_mut(&d).unwrap().get_mut(&f).unwrap().1 = tag;
+    fs.sync()?;
+    let middle = m.clone();
+    for _ in 0..3 {
+        overwrite(fs, rng, &mut m)?;
+    }
+    new_file(fs, rng, &mut m, "dir-0", "last")?;
+    fs.shutdown()?;
+    Ok((middle, m))
+}
+
+/// What one mount of a damaged image showed.
+#[derive(Default)]
+struct Seen {
+    eio: u64,
+    /// The first wrong answer, if any.
+    wrong: Option<String>,
+}
+
+impl Seen {
+    fn check<T>(&mut self, what: &str, r: stablefs::Result<T>, ok: impl FnOnce(T) -> bool) -> bool {
+        match r {
+            Ok(v) => {
+                if ok(v) {
+                    return true;
+                }
+                self.wrong
+                    .get_or_insert_with(|| format!("{what}: wrong answer"));
+                false
+            }
+            Err(e) if e.errno() == libc::EIO => {
+                self.eio += 1;
+                false
+            }
+            Err(e) => {
+                self.wrong.get_or_insert_with(|| format!("{what}: {e}"));
+                false
+            }
+        }
+    }
+}
+
+fn names(fs: &Fs, dir: Ino) -> stablefs::Result<BTreeSet<String>> {
+    Ok(fs
+        .readdir(dir, 0, 100_000)?
+        .into_iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect())
+}
+
+/// Reads everything the model says is there.
+fn verify(fs: &Fs, m: &Model) -> Seen {
+    let mut s = Seen::default();
+    let dirs: BTreeSet<String> = m.keys().cloned().collect();
+    s.check("root listing", names(fs, ROOT_INO), |n| n == dirs);
+    for (dir, files) in m {
+        let mut d = 0;
+        if !s.check(
+            &format!("lookup {dir}"),
+            fs.lookup(ROOT_INO, dir.as_bytes()),
+            |a| {
+                d = a.ino;
+                true
+            },
+        ) {
+            continue;
+        }
+        let want: BTreeSet<String> = files.keys().cloned().collect();
+        s.check(&format!("listing {dir}"), names(fs, d), |n| n == want);
+        for (file, (data, tag)) in files {
+            let what = format!("{dir}/{file}");
+            let mut ino = 0;
+            let size_ok = s.check(
+                &format!("lookup {what}"),
+                fs.lookup(d, file.as_bytes()),
+                |a| {
+                    ino = a.ino;
+                    a.size == data.len() as u64
+                },
+            );
+            if ino == 0 {
+                continue;
+            }
+            let _ = size_ok;
+            s.check(&format!("xattr of {what}"), fs.getxattr(ino, XATTR), |v| {
+                v == *tag
+            });
+            let mut got = Vec::new();
+            let mut read_ok = true;
+            while read_ok && got.len() <= data.len() {
+                let r = fs.read(ino, got.len() as u64, 1 << 20);
+                read_ok = s.check(&format!("read {what}"), r, |chunk| {
+                    let done = chunk.is_empty();
+                    got.extend_from_slice(&chunk);
+                    !done || got.len() == data.len()
+                });
+                if got.len() == data.len() && read_ok {
+                    // One more read must find the end.
+                    read_ok = s.check(
+                        &format!("read {what} at its end"),
+                        fs.read(ino, got.len() as u64, 4096),
+                        |c| c.is_empty(),
+                    );
+                    break;
+                }
+            }
+            if read_ok && got != *data {
+                s.wrong
+                    .get_or_insert_with(|| format!("read {what}: wrong bytes"));
+            }
+        }
+    }
+    s
+}
+
+/// Where the blocks of each kind are in a committed image: superblock units, inner nodes,
+/// leaves (both copies) and data blocks.
+struct Targets {
+    kinds: [Vec<u64>; 4],
+}
+
+const KIND_NAMES: [&str; 4] = ["superblock", "inner node", "leaf", "data block"];
+
+fn targets(image: &[u8]) -> Targets {
+    let dev = Arc::new(MemDevice::from_bytes(image.to_vec(), 512));
+    let mut meta = Meta::open(dev, false).unwrap();
+    let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
+    let mut t = Targets {
+        kinds: Default::default(),
+    };
+    t.kinds[0] = SB_SLOT_OFFSETS.iter().map(|o| o / BS).collect();
+    meta.tree
+        .walk(&mut |v| {
+            match v {
+                Visit::Node { ptr, level } => {
+                    let k = if level > 0 { 1 } else { 2 };
+                    t.kinds[k].push(ptr.addr.0);
+                    t.kinds[k].extend(ptr.copy_addr.map(|c| c.0));
+                }
+                Visit::Item { key, value } if key.kind == KIND_EXTENT => {
+                    let e = ExtentItem::decode(value, first, total).unwrap();
+                    t.kinds[3].extend(e.disk_start..e.disk_start + e.len());
+                }
+                Visit::Item { .. } => {}
+            }
+            Ok(())
+        })
+        .unwrap();
+    t
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    cases: u64,
+    /// Faults that changed something the last commit references.
+    hit: u64,
+    detected: u64,
+    repaired: u64,
+    /// Came back at an earlier commit (a superblock fault), exactly.
+    rolled_back: u64,
+    harmless: u64,
+    silent: u64,
+    per_kind: BTreeMap<String, u64>,
+}
+
+/// Mounts `image` and checks it against `models` (the current one first; earlier commits only
+/// when the fault hit a superblock). Returns a description of a silent corruption, if any.
+fn judge(image: Vec<u8>, models: &[&Model], tally: &mut Tally) -> Option<String> {
+    let dev = Arc::new(MemDevice::from_bytes(image, 512));
+    let fs = match Fs::mount(dev, options()) {
+        Ok(fs) => fs,
+        Err(_) => {
+            tally.detected += 1;
+            return None;
+        }
+    };
+    let repaired = fs.counters().metadata_repairs > 0;
+    // The current commit, or else a whole earlier one: every answer that is not EIO must agree
+    // with one model.
+    let mut first_wrong = None;
+    let mut outcome = None;
+    for (i, m) in models.iter().enumerate() {
+        let seen = verify(&fs, m);
+        match seen.wrong {
+            None => {
+                if i > 0 {
+                    tally.rolled_back += 1;
+                }
+                outcome = Some(seen.eio);
+                break;
+            }
+            Some(w) => {
+                first_wrong.get_or_insert(w);
+            }
+        }
+    }
+    let repaired = repaired || fs.counters().metadata_repairs > 0;
+    let outcome = outcome.ok_or_else(|| first_wrong.unwrap());
+    match outcome {
+        Ok(eio) => {
+            if eio > 0 {
+                tally.detected += 1;
+            } else if repaired {
+                tally.repaired += 1;
+            } else {
+                tally.harmless += 1;
+            }
+            None
+        }
+        Err(wrong) => {
+            tally.silent += 1;
+            Some(wrong)
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn no_fault_on_the_medium_goes_unnoticed() {
+    let cases = env_u64("STABLEFS_CORRUPT_CASES", 2000);
+    let first_seed = env_u64("STABLEFS_CORRUPT_SEED", 1);
+    // Per workload seed: this many cases at write time, and as many at rest.
+    const PER_SEED: u64 = 40;
+    let mut tally = Tally::default();
+    let mut failures = Vec::new();
+    let mut seed = first_seed;
+    while tally.cases < cases {
+        let mut rng = SplitMix(seed);
+        let base = Arc::new(MemDevice::new(IMAGE_BYTES, 512));
+        mkfs(base.clone(), &MkfsOptions::default()).unwrap();
+        let fs = Fs::mount(base.clone(), options()).unwrap();
+        let m1 = first_workload(&fs, &mut rng).unwrap();
+        fs.shutdown().unwrap();
+        drop(fs);
+        let img1 = base.snapshot();
+        let rng2 = SplitMix(rng.0);
+        // A clean run of the second workload: its writes, models and final image.
+        let clean = Arc::new(CorruptDevice::new(img1.clone(), 512, BS as u32));
+        let fs = Fs::mount(clean.clone(), options()).unwrap();
+        let (ma, mb) = second_workload(&fs, &mut SplitMix(rng2.0), m1.clone()).unwrap();
+        drop(fs);
+        let writes = clean.writes();
+        let clean_img = clean.snapshot();
+        let t = targets(&clean_img);
+        let live: Vec<u64> = t.kinds.iter().flatten().copied().collect();
+        let mut crng = SplitMix(seed ^ 0x5eed_c0de);
+
+        for case in 0..2 * PER_SEED {
+            if tally.cases >= cases {
+                break;
+            }
+            tally.cases += 1;
+            let (image, superblock_hit, what) = if case < PER_SEED {
+                let index = crng.below(writes);
+                let fault = match crng.below(3) {
+                    0 => WriteFault::Lost,
+                    1 => WriteFault::Misdirected {
+                        to: live[crng.below(live.len() as u64) as usize],
+                    },
+                    _ => WriteFault::Torn {
+                        sectors: 1 + crng.below(7) as u32,
+                    },
+                };
+                let dev = Arc::new(CorruptDevice::new(img1.clone(), 512, BS as u32));
+                dev.fault_at(index, fault);
+                let fs = Fs::mount(dev.clone(), options()).unwrap();
+                let r = second_workload(&fs, &mut SplitMix(rng2.0), m1.clone());
+                drop(fs);
+                let Some(hit) = dev.hit() else {
+                    assert!(
+                        r.is_ok_and(|r| r.1 == mb),
+                        "seed {seed}: the workload is not deterministic"
+                    );
+                    continue;
+                };
+                if let Err(e) = r {
+                    // The workload read back what the fault damaged and was told so.
+                    assert_eq!(e.errno(), libc::EIO, "seed {seed} case {case}: {e}");
+                    tally.hit += 1;
+                    tally.detected += 1;
+                    continue;
+                }
+                let sb = t.kinds[0].contains(&hit.unit)
+                    || matches!(fault, WriteFault::Misdirected { to } if t.kinds[0].contains(&to));
+                *tally
+                    .per_kind
+                    .entry(format!("{fault:?}").split(' ').next().unwrap().into())
+                    .or_default() += 1;
+                (
+                    dev.snapshot(),
+                    sb,
+                    format!("write {index} ({:?} of unit {})", fault, hit.unit),
+                )
+            } else {
+                let kind = crng.below(4) as usize;
+                let unit = t.kinds[kind][crng.below(t.kinds[kind].len() as u64) as usize];
+                let stale = crng.coin() && clean.stale_versions(unit) > 0;
+                let dev = CorruptDevice::new(clean_img.clone(), 512, BS as u32);
+                let what = if stale {
+                    // The same unit history as the clean run: put back an earlier version.
+                    let n = clean.stale_versions(unit);
+                    let k = crng.below(n as u64) as usize;
+                    let old = clean.earlier_version(unit, k).unwrap();
+                    let mut img = clean_img.clone();
+                    img[(unit * BS) as usize..((unit + 1) * BS) as usize].copy_from_slice(&old);
+                    *tally
+                        .per_kind
+                        .entry(format!("stale {}", KIND_NAMES[kind]))
+                        .or_default() += 1;
+                    (
+                        img,
+                        format!("stale {} at unit {unit} (version {k})", KIND_NAMES[kind]),
+                    )
+                } else {
+                    let off = unit * BS + crng.below(BS);
+                    dev.flip_bit(off, crng.below(8) as u8);
+                    *tally
+                        .per_kind
+                        .entry(format!("bit flip {}", KIND_NAMES[kind]))
+                        .or_default() += 1;
+                    (
+                        dev.snapshot(),
+                        format!("bit flip in {} at byte {off}", KIND_NAMES[kind]),
+                    )
+                };
+                (what.0, kind == 0, what.1)
+            };
+            tally.hit += 1;
+            let models: Vec<&Model> = if superblock_hit {
+                vec![&mb, &ma, &m1]
+            } else {
+                vec![&mb]
+            };
+            if let Some(wrong) = judge(image, &models, &mut tally) {
+                failures.push(format!(
+                    "STABLEFS_CORRUPT_SEED={seed} case {case}: {what}: SILENT CORRUPTION: {wrong}"
+                ));
+            }
+        }
+        seed += 1;
+    }
+    eprintln!(
+        "corruption campaign: {} cases (workload seeds {first_seed}..{seed}), {} faults applied: \
+         {} detected (EIO or a refused mount), {} repaired from the second copy, {} rolled back \
+         to an earlier commit, {} harmless, {} silent; by fault: {:?}",
+        tally.cases,
+        tally.hit,
+        tally.detected,
+        tally.repaired,
+        tally.rolled_back,
+        tally.harmless,
+        tally.silent,
+        tally.per_kind
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(tally.silent, 0);
+    assert!(tally.detected > 0 && tally.repaired > 0, "{tally:?}");
+}
