@@ -24,6 +24,7 @@ pub mod fs;
 pub mod fsck;
 pub mod fuse;
 pub mod mkfs;
+pub mod scrub;
 pub mod tree;
 pub mod txn;
 

@@ -36,7 +36,24 @@ enum Command {
     /// 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational error,
     /// 16 usage error
     Fsck(FsckArgs),
-    // To come: scrub, status.
+    /// Verify every block of an unmounted device or image (data and metadata, every copy),
+    /// name the files of bad data blocks, repair bad metadata copies from good ones.
+    /// Exit status: 0 clean, 1 errors found and all corrected, 2 uncorrectable errors
+    /// found, 4 operational error
+    Scrub(ScrubArgs),
+}
+
+#[derive(Args)]
+struct ScrubArgs {
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Read at most RATE bytes per second (K, M, G suffixes: powers of 1024)
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    limit: Option<u64>,
+    /// Block device or image file (not mounted)
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
 }
 
 #[derive(Args)]
@@ -156,6 +173,10 @@ fn run(command: Command) -> Result<u8, String> {
         }
         // Reports its own failures, with fsck(8)'s exit statuses.
         Command::Fsck(args) => Ok(cli::fsck::run(&args.path, args.repair, args.json)),
+        Command::Scrub(args) => {
+            init_logging(None);
+            Ok(cli::scrub::run(&args.path, args.limit, args.json))
+        }
         Command::Mount(args) => {
             let log = args.log.as_ref().map(open_log).transpose()?;
             init_logging(log.as_ref());

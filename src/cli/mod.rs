@@ -4,4 +4,5 @@ pub mod fsck;
 pub mod mkfs;
 pub mod mount;
 pub mod options;
+pub mod scrub;
 pub mod size;

@@ -95,13 +95,28 @@ pub struct TreeIo {
     pub stats: Arc<TreeStats>,
 }
 
-/// What loads found, for `stablefs status` and tests.
+/// What loads found, for `stablefs status`, scrub and tests.
 #[derive(Default, Debug)]
 pub struct TreeStats {
     /// Node copies that failed to read or verify.
     pub bad_copies: AtomicU64,
     /// Bad copies rewritten from a good one.
     pub repaired: AtomicU64,
+    /// Each bad copy found, in order (bounded: only damage adds to it).
+    pub events: parking_lot::Mutex<Vec<BadCopy>>,
+}
+
+/// One copy of a node that failed to read or verify.
+#[derive(Clone, Debug)]
+pub struct BadCopy {
+    /// The block the copy is in.
+    pub block: BlockNo,
+    /// The node's first copy (its name in the tree).
+    pub node: BlockNo,
+    pub level: u8,
+    pub error: String,
+    /// Rewritten from the other copy.
+    pub repaired: bool,
 }
 
 impl TreeIo {
@@ -134,21 +149,23 @@ impl TreeIo {
         let body = match self.read_copy(ptr.addr, ptr, level, &mut buf) {
             Ok(b) => b,
             Err(e) => {
-                self.stats.bad_copies.fetch_add(1, Ordering::Relaxed);
                 log::error!(
                     "metadata block {} (tree level {level}) failed verification: {e}",
                     ptr.addr
                 );
                 let Some(copy) = ptr.copy_addr else {
+                    self.note_bad(ptr.addr, ptr.addr, level, &e, false);
                     return Err(e);
                 };
                 match self.read_copy(copy, ptr, level, &mut buf) {
                     Ok(b) => {
-                        self.heal_copy(ptr.addr, &buf);
+                        let healed = self.heal_copy(ptr.addr, &buf);
+                        self.note_bad(ptr.addr, ptr.addr, level, &e, healed);
                         b
                     }
                     Err(e2) => {
-                        self.stats.bad_copies.fetch_add(1, Ordering::Relaxed);
+                        self.note_bad(ptr.addr, ptr.addr, level, &e, false);
+                        self.note_bad(copy, ptr.addr, level, &e2, false);
                         log::error!(
                             "its second copy at block {copy} failed too: {e2}; the node is lost"
                         );
@@ -170,18 +187,33 @@ impl TreeIo {
         }))
     }
 
-    /// Puts the verified bytes `good` back at `bad`, one copy of a live node.
-    fn heal_copy(&self, bad: BlockNo, good: &AlignedBuf) {
+    fn note_bad(&self, block: BlockNo, node: BlockNo, level: u8, e: &Error, repaired: bool) {
+        self.stats.bad_copies.fetch_add(1, Ordering::Relaxed);
+        self.stats.events.lock().push(BadCopy {
+            block,
+            node,
+            level,
+            error: e.to_string(),
+            repaired,
+        });
+    }
+
+    /// Puts the verified bytes `good` back at `bad`, one copy of a live node. True if it did.
+    pub fn heal_copy(&self, bad: BlockNo, good: &AlignedBuf) -> bool {
         if !self.heal.load(Ordering::Relaxed) {
-            log::warn!("metadata block {bad}: using its second copy (not rewritten: read-only)");
-            return;
+            log::warn!("metadata block {bad}: using its other copy (not rewritten: read-only)");
+            return false;
         }
         match self.dev.write_at(bad.offset(self.id.block_size), &[good]) {
             Ok(()) => {
                 self.stats.repaired.fetch_add(1, Ordering::Relaxed);
-                log::warn!("metadata block {bad}: rewritten from its second copy");
+                log::warn!("metadata block {bad}: rewritten from its other copy");
+                true
             }
-            Err(e) => log::error!("metadata block {bad}: could not rewrite it: {e}"),
+            Err(e) => {
+                log::error!("metadata block {bad}: could not rewrite it: {e}");
+                false
+            }
         }
     }
 }
@@ -225,6 +257,11 @@ impl Tree {
     /// Whether loads may rewrite a bad copy of a node from the good one (see `TreeIo::heal`).
     pub fn set_heal(&self, heal: bool) {
         self.io.heal.store(heal, Ordering::Relaxed);
+    }
+
+    /// Where nodes are read from (scrub reads and heals copies through it).
+    pub fn io(&self) -> &TreeIo {
+        &self.io
     }
 
     /// What loads have found so far (shared: it keeps counting).

@@ -1,0 +1,329 @@
+//! Offline scrub: verifies every block the last commit references, data and metadata, every
+//! copy, on an unmounted device; names the files (every hard link) and offsets of bad data
+//! blocks and the tree nodes of bad metadata blocks; rewrites a bad copy of a node from the
+//! good one.
+//!
+//! Order of work:
+//! 1. the superblocks are read (both slots) and the tree opened and walked as a mount does:
+//!    every node's first copy is read and verified, a bad one is served from the second copy
+//!    and rewritten (`TreeIo` heal); nodes bad in both copies are lost, with what is below them;
+//! 2. every data block and every node's second copy is read in device order, in runs of
+//!    consecutive blocks (up to `RUN_BYTES`), and verified: data against its extent's crc, a
+//!    node against its parent's pointer. A bad second copy is rewritten from the first.
+//!
+//! Data has one copy (`copies=2` is to come), so a bad data block is reported, not repaired.
+
+mod report;
+
+pub use report::{BadBlock, Damage, ScrubReport};
+
+use crate::device::{AlignedBuf, BlockDevice};
+use crate::error::{Error, Result};
+use crate::format::{
+    block_crc, decode_dirent_bucket, decode_node, BlockPtr, ExtentItem, KIND_DIRENT, KIND_EXTENT,
+    SB_SIZE, SB_SLOT_OFFSETS,
+};
+use crate::fs::ROOT_INO;
+use crate::tree::Visit;
+use crate::txn::Meta;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest read.
+const RUN_BYTES: u64 = 4 << 20;
+
+/// Exit statuses (documented in `stablefs scrub --help` and the README).
+pub const EXIT_CLEAN: u8 = 0;
+pub const EXIT_CORRECTED: u8 = 1;
+pub const EXIT_UNCORRECTABLE: u8 = 2;
+pub const EXIT_OPERATIONAL: u8 = 4;
+
+#[derive(Clone, Debug, Default)]
+pub struct ScrubOptions {
+    /// Most bytes per second read (None: as fast as the device goes).
+    pub limit: Option<u64>,
+}
+
+/// What one block to check is.
+#[derive(Clone, Copy, Debug)]
+enum Check {
+    /// File data: inode, file block, the crc its extent holds.
+    Data { ino: u64, fb: u64, crc: u32 },
+    /// The second copy of the node `ptr` names, at tree level `level`.
+    SecondCopy { ptr: BlockPtr, level: u8 },
+}
+
+/// Scrubs the filesystem on `dev` (not mounted). `progress` is told (bytes done, bytes in all)
+/// after each run read.
+pub fn scrub(
+    dev: Arc<dyn BlockDevice>,
+    opts: &ScrubOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ScrubReport> {
+    let start = Instant::now();
+    let mut report = ScrubReport::default();
+    check_superblocks(&*dev, &mut report)?;
+    let mut meta = match Meta::open(dev.clone(), true) {
+        Ok(m) => m,
+        // The root itself is bad in every copy: nothing below it can be found.
+        Err(e @ (Error::Checksum { .. } | Error::Corrupt(_))) => {
+            report
+                .lost_metadata
+                .push(format!("the root of the tree: {e}"));
+            report.elapsed = start.elapsed();
+            report.finish();
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    let bs = u64::from(meta.sb.block_size);
+    let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
+    report.generation = meta.sb.generation;
+
+    // What the walk found: the blocks to check, and the names that lead to each inode.
+    let mut checks: Vec<(u64, Check)> = Vec::new();
+    let mut links: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
+    let mut nodes = 0u64;
+    let mut walk_errors = Vec::new();
+    // Nodes bad in every copy were recorded by the open (`meta.damage`); skip them here.
+    let _ = meta.tree.walk_tolerant(&mut |v| {
+        match v {
+            Visit::Node { ptr, level } => {
+                nodes += 1;
+                if let Some(copy) = ptr.copy_addr {
+                    checks.push((copy.0, Check::SecondCopy { ptr, level }));
+                }
+            }
+            Visit::Item { key, value } if key.kind == KIND_EXTENT => {
+                match ExtentItem::decode(value, first, total) {
+                    Ok(e) => {
+                        for (i, &crc) in e.crcs.iter().enumerate() {
+                            checks.push((
+                                e.disk_start + i as u64,
+                                Check::Data {
+                                    ino: key.object,
+                                    fb: key.offset + i as u64,
+                                    crc,
+                                },
+                            ));
+                        }
+                    }
+                    Err(e) => walk_errors.push(e.to_string()),
+                }
+            }
+            Visit::Item { key, value } if key.kind == KIND_DIRENT => {
+                match decode_dirent_bucket(value) {
+                    Ok(bucket) => {
+                        for l in bucket {
+                            links.entry(l.ino).or_default().push((key.object, l.name));
+                        }
+                    }
+                    Err(e) => walk_errors.push(e.to_string()),
+                }
+            }
+            Visit::Item { .. } => {}
+        }
+        Ok(())
+    })?;
+    // Nodes the open found bad (first copies, and both copies of lost nodes).
+    for ev in meta.tree.stats().events.lock().iter() {
+        report.bad.push(BadBlock {
+            block: ev.block.0,
+            damage: Damage::Metadata {
+                node: ev.node.0,
+                level: ev.level,
+                copy: if ev.block == ev.node { 1 } else { 2 },
+            },
+            error: ev.error.clone(),
+            repaired: ev.repaired,
+        });
+    }
+    for e in meta.damage.iter().map(|e| e.to_string()).chain(walk_errors) {
+        report.lost_metadata.push(e);
+    }
+    report.metadata_nodes = nodes;
+
+    // Device order, in runs of consecutive blocks.
+    checks.sort_by_key(|c| c.0);
+    let all_bytes = (nodes + checks.len() as u64) * bs;
+    let mut done = nodes * bs;
+    let max_run = (RUN_BYTES / bs).max(1) as usize;
+    let paths = Paths { links: &links };
+    let mut i = 0;
+    while i < checks.len() {
+        let mut j = i + 1;
+        while j < checks.len() && j - i < max_run && checks[j].0 == checks[j - 1].0 + 1 {
+            j += 1;
+        }
+        let run = &checks[i..j];
+        let len = run.len() as u64 * bs;
+        let mut buf = AlignedBuf::zeroed(len as usize);
+        let read = dev.read_at(run[0].0 * bs, &mut buf);
+        for (k, &(block, check)) in run.iter().enumerate() {
+            let bytes = &buf[k * bs as usize..(k + 1) * bs as usize];
+            let verdict = match &read {
+                Err(e) => Err(format!("device read error: {e}")),
+                Ok(()) => verify(&meta, bytes, check),
+            };
+            if let Err(error) = verdict {
+                let bad = match check {
+                    Check::Data { ino, fb, .. } => BadBlock {
+                        block,
+                        damage: Damage::Data {
+                            ino,
+                            offset: fb * bs,
+                            paths: paths.of(ino),
+                        },
+                        error,
+                        repaired: false,
+                    },
+                    Check::SecondCopy { ptr, level } => BadBlock {
+                        block,
+                        damage: Damage::Metadata {
+                            node: ptr.addr.0,
+                            level,
+                            copy: 2,
+                        },
+                        error,
+                        repaired: heal_second_copy(&meta, &ptr, level),
+                    },
+                };
+                report.bad.push(bad);
+            }
+            match check {
+                Check::Data { .. } => report.data_blocks += 1,
+                Check::SecondCopy { .. } => report.metadata_copies += 1,
+            }
+        }
+        done += len;
+        report.bytes_read += len;
+        progress(done, all_bytes);
+        throttle(opts.limit, done - nodes * bs, start);
+        i = j;
+    }
+    report.bytes_read += nodes * bs;
+    report.elapsed = start.elapsed();
+    report.finish();
+    Ok(report)
+}
+
+/// Verifies one block against what points to it.
+fn verify(meta: &Meta, bytes: &[u8], check: Check) -> std::result::Result<(), String> {
+    match check {
+        Check::Data { crc, .. } => {
+            let got = block_crc(bytes);
+            if got == crc {
+                Ok(())
+            } else {
+                Err(format!(
+                    "checksum mismatch: crc {got:#010x}, expected {crc:#010x}"
+                ))
+            }
+        }
+        Check::SecondCopy { ptr, level } => {
+            let id = meta.tree.identity();
+            decode_node(id, bytes, &ptr, level)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Rewrites the second copy of `ptr`'s node from its first (verified again now).
+fn heal_second_copy(meta: &Meta, ptr: &BlockPtr, level: u8) -> bool {
+    let Some(copy) = ptr.copy_addr else {
+        return false;
+    };
+    let id = meta.tree.identity();
+    let mut buf = AlignedBuf::zeroed(id.block_size as usize);
+    let io = meta.tree.io();
+    if io
+        .dev
+        .read_at(ptr.addr.offset(id.block_size), &mut buf)
+        .is_err()
+        || decode_node(id, &buf, ptr, level).is_err()
+    {
+        return false;
+    }
+    io.heal_copy(copy, &buf)
+}
+
+/// Both superblock slots: a slot that is not valid is reported (the next commit rewrites it).
+fn check_superblocks(dev: &dyn BlockDevice, report: &mut ScrubReport) -> Result<()> {
+    for (slot, &off) in SB_SLOT_OFFSETS.iter().enumerate() {
+        let mut buf = AlignedBuf::zeroed(SB_SIZE);
+        if off + SB_SIZE as u64 > dev.capacity() {
+            continue;
+        }
+        dev.read_at(off, &mut buf)?;
+        if let Err(e) = crate::format::Superblock::decode(&buf) {
+            if matches!(e, Error::Unsupported(_)) {
+                return Err(e);
+            }
+            report.superblock_notes.push(format!(
+                "superblock slot {slot}: {e} (harmless while the other slot holds the current \
+                 commit; the next commit rewrites it)"
+            ));
+        }
+        report.bytes_read += SB_SIZE as u64;
+    }
+    Ok(())
+}
+
+/// Sleeps as needed to keep the average rate at most `limit` bytes per second.
+fn throttle(limit: Option<u64>, done: u64, start: Instant) {
+    let Some(limit) = limit.filter(|&l| l > 0) else {
+        return;
+    };
+    let due = Duration::from_secs_f64(done as f64 / limit as f64);
+    let elapsed = start.elapsed();
+    if due > elapsed {
+        std::thread::sleep(due - elapsed);
+    }
+}
+
+/// Every path that reaches an inode, from the directory entries.
+struct Paths<'a> {
+    /// inode -> (parent directory, name) for each entry naming it.
+    links: &'a HashMap<u64, Vec<(u64, Vec<u8>)>>,
+}
+
+impl Paths<'_> {
+    /// Every path to `ino` (each hard link; a directory has one), sorted.
+    fn of(&self, ino: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for (parent, name) in self.links.get(&ino).map_or(&[][..], |v| v.as_slice()) {
+            let mut parts = vec![String::from_utf8_lossy(name).into_owned()];
+            let mut at = *parent;
+            let mut ok = true;
+            for _ in 0..4096 {
+                if at == ROOT_INO {
+                    break;
+                }
+                match self.links.get(&at).and_then(|v| v.first()) {
+                    Some((p, n)) => {
+                        parts.push(String::from_utf8_lossy(n).into_owned());
+                        at = *p;
+                    }
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            parts.reverse();
+            let path = format!("/{}", parts.join("/"));
+            out.push(if ok {
+                path
+            } else {
+                format!("(unreachable)/{}", parts.join("/"))
+            });
+        }
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! What a scrub found, as text and as JSON (`serde`), and the exit status it implies.
+
+use super::{EXIT_CLEAN, EXIT_CORRECTED, EXIT_UNCORRECTABLE};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One bad block.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct BadBlock {
+    /// Device block number.
+    pub block: u64,
+    #[serde(flatten)]
+    pub damage: Damage,
+    /// Why it is bad.
+    pub error: String,
+    /// Rewritten from a good copy.
+    pub repaired: bool,
+}
+
+/// What a bad block belongs to.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Damage {
+    /// File data: the inode, the byte offset in the file, and every path that reaches it
+    /// (all hard links).
+    Data {
+        ino: u64,
+        offset: u64,
+        paths: Vec<String>,
+    },
+    /// A copy (1 or 2) of the tree node whose first copy is at block `node`, at tree level
+    /// `level` (0: a leaf).
+    Metadata { node: u64, level: u8, copy: u8 },
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScrubReport {
+    /// The commit scrubbed.
+    pub generation: u64,
+    pub metadata_nodes: u64,
+    /// Second copies of nodes checked (DUP).
+    pub metadata_copies: u64,
+    pub data_blocks: u64,
+    pub bytes_read: u64,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+    pub bad: Vec<BadBlock>,
+    /// Tree nodes bad in every copy, and items that did not decode: what is below them was
+    /// not scrubbed.
+    pub lost_metadata: Vec<String>,
+    pub superblock_notes: Vec<String>,
+    pub corrected: u64,
+    pub uncorrectable: u64,
+    /// "clean", "corrected" or "uncorrectable".
+    pub result: &'static str,
+    pub exit_code: u8,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl ScrubReport {
+    /// Counts, result and exit status from `bad` and `lost_metadata`.
+    pub(super) fn finish(&mut self) {
+        self.bad.sort_by_key(|b| b.block);
+        self.corrected = self.bad.iter().filter(|b| b.repaired).count() as u64;
+        self.uncorrectable = self.bad.iter().filter(|b| !b.repaired).count() as u64
+            + self.lost_metadata.len() as u64;
+        (self.result, self.exit_code) = if self.uncorrectable > 0 {
+            ("uncorrectable", EXIT_UNCORRECTABLE)
+        } else if self.corrected > 0 {
+            ("corrected", EXIT_CORRECTED)
+        } else {
+            ("clean", EXIT_CLEAN)
+        };
+    }
+
+    /// One line per finding, then a summary line.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for b in &self.bad {
+            let what = match &b.damage {
+                Damage::Data { ino, offset, paths } => {
+                    let names = if paths.is_empty() {
+                        format!("inode {ino} (no name reaches it)")
+                    } else {
+                        paths.join(", ")
+                    };
+                    format!("data of {names} at offset {offset} (inode {ino})")
+                }
+                Damage::Metadata { node, level, copy } => format!(
+                    "copy {copy} of tree node {node} ({})",
+                    if *level == 0 {
+                        "a leaf".to_string()
+                    } else {
+                        format!("level {level}")
+                    }
+                ),
+            };
+            let fate = if b.repaired {
+                "repaired from the good copy"
+            } else {
+                match b.damage {
+                    Damage::Data { .. } => "NOT repaired: data has one copy",
+                    Damage::Metadata { .. } => "NOT repaired",
+                }
+            };
+            out.push_str(&format!(
+                "bad block {}: {what}: {}; {fate}\n",
+                b.block, b.error
+            ));
+        }
+        for l in &self.lost_metadata {
+            out.push_str(&format!("lost metadata (every copy bad): {l}\n"));
+        }
+        for n in &self.superblock_notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "scrubbed generation {}: {} tree nodes, {} second copies, {} data blocks, {:.1} MiB \
+             in {:.2} s: {} (corrected {}, uncorrectable {})",
+            self.generation,
+            self.metadata_nodes,
+            self.metadata_copies,
+            self.data_blocks,
+            self.bytes_read as f64 / f64::from(1 << 20),
+            self.elapsed.as_secs_f64(),
+            self.result,
+            self.corrected,
+            self.uncorrectable
+        )
+    }
+}
