@@ -552,7 +552,8 @@ fn a_block_with_two_owners_is_reported_and_not_repaired() {
 }
 
 /// The block of a non-root node of the current tree.
-fn some_leaf(dev: &Arc<MemDevice>) -> (u64, u32) {
+/// A leaf of the current tree: the pointer to it, and the block size.
+fn some_leaf(dev: &Arc<MemDevice>) -> (BlockPtr, u32) {
     let sb = read_superblock(&**dev).unwrap();
     let id = crate::txn::identity(&sb);
     let bs = sb.block_size;
@@ -567,17 +568,27 @@ fn some_leaf(dev: &Arc<MemDevice>) -> (u64, u32) {
         ptr = children[children.len() / 2].1;
         level -= 1;
     }
-    (ptr.addr.0, bs)
+    (ptr, bs)
 }
 
 #[test]
 fn a_flipped_byte_in_a_node_is_reported_and_never_rewritten() {
     let dev = new_dev();
     busy(&dev);
-    let (leaf, bs) = some_leaf(&dev);
-    let off = leaf * u64::from(bs) + 200;
-    let byte = dev.peek(off, 1)[0];
-    dev.poke(off, &[byte ^ 0x10]);
+    let (ptr, bs) = some_leaf(&dev);
+    let leaf = ptr.addr.0;
+    // One copy bad: reported as such, the tree is whole.
+    let flip = |block: u64| {
+        let off = block * u64::from(bs) + 200;
+        let byte = dev.peek(off, 1)[0];
+        dev.poke(off, &[byte ^ 0x10]);
+    };
+    flip(leaf);
+    let r = fsck_dev(&dev, false);
+    assert_eq!(r.exit_code, EXIT_UNCORRECTED, "{}", r.to_text());
+    assert_eq!(checks(&r), vec![Check::NodeCopyDamaged], "{}", r.to_text());
+    // Both copies bad: the node is lost.
+    flip(ptr.copy_addr.expect("DUP by default").0);
     let r = fsck_dev(&dev, false);
     assert_eq!(r.exit_code, EXIT_UNCORRECTED, "{}", r.to_text());
     let damaged: Vec<_> = r
