@@ -150,62 +150,95 @@ pub fn scrub(
     let mut done = nodes * bs;
     let max_run = (RUN_BYTES / bs).max(1) as usize;
     let paths = Paths { links: &links };
+    let mut runs = Vec::new();
     let mut i = 0;
     while i < checks.len() {
         let mut j = i + 1;
         while j < checks.len() && j - i < max_run && checks[j].0 == checks[j - 1].0 + 1 {
             j += 1;
         }
-        let run = &checks[i..j];
-        let len = run.len() as u64 * bs;
-        let mut buf = AlignedBuf::zeroed(len as usize);
-        let read = dev.read_at(run[0].0 * bs, &mut buf);
-        for (k, &(block, check)) in run.iter().enumerate() {
-            let bytes = &buf[k * bs as usize..(k + 1) * bs as usize];
-            let verdict = match &read {
-                Err(e) => Err(format!("device read error: {e}")),
-                Ok(()) => verify(&meta, bytes, check),
-            };
-            if let Err(error) = verdict {
-                let bad = match check {
-                    Check::Data { ino, fb, .. } => BadBlock {
-                        block,
-                        damage: Damage::Data {
-                            ino,
-                            offset: fb * bs,
-                            paths: paths.of(ino),
-                        },
-                        error,
-                        repaired: false,
-                    },
-                    Check::SecondCopy { ptr, level } => BadBlock {
-                        block,
-                        damage: Damage::Metadata {
-                            node: ptr.addr.0,
-                            level,
-                            copy: 2,
-                        },
-                        error,
-                        repaired: heal_second_copy(&meta, &ptr, level),
-                    },
-                };
-                report.bad.push(bad);
-            }
-            match check {
-                Check::Data { .. } => report.data_blocks += 1,
-                Check::SecondCopy { .. } => report.metadata_copies += 1,
-            }
-        }
-        done += len;
-        report.bytes_read += len;
-        progress(done, all_bytes);
-        throttle(opts.limit, done - nodes * bs, start);
+        runs.push(i..j);
         i = j;
     }
+    // One thread reads ahead (two runs at most in flight) while this one verifies, so the
+    // device is not idle while checksums are computed.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let reader_dev = dev.clone();
+        let reader_runs = runs.clone();
+        let starts: Vec<u64> = runs.iter().map(|r| checks[r.start].0).collect();
+        scope.spawn(move || {
+            for (r, start) in reader_runs.into_iter().zip(starts) {
+                let mut buf = AlignedBuf::zeroed(r.len() * bs as usize);
+                let read = reader_dev.read_at(start * bs, &mut buf);
+                if tx.send((buf, read)).is_err() {
+                    return;
+                }
+            }
+        });
+        for (r, (buf, read)) in runs.iter().zip(rx) {
+            let run = &checks[r.clone()];
+            let len = run.len() as u64 * bs;
+            for (k, &(block, check)) in run.iter().enumerate() {
+                let bytes = &buf[k * bs as usize..(k + 1) * bs as usize];
+                let verdict = match &read {
+                    Err(e) => Err(format!("device read error: {e}")),
+                    Ok(()) => verify(&meta, bytes, check),
+                };
+                if let Err(error) = verdict {
+                    report
+                        .bad
+                        .push(bad_block(&meta, &paths, block, check, error, bs));
+                }
+                match check {
+                    Check::Data { .. } => report.data_blocks += 1,
+                    Check::SecondCopy { .. } => report.metadata_copies += 1,
+                }
+            }
+            done += len;
+            report.bytes_read += len;
+            progress(done, all_bytes);
+            throttle(opts.limit, done - nodes * bs, start);
+        }
+    });
     report.bytes_read += nodes * bs;
     report.elapsed = start.elapsed();
     report.finish();
     Ok(report)
+}
+
+/// The report entry for a block that failed `verify`; a bad second copy of a node is
+/// rewritten from the first now.
+fn bad_block(
+    meta: &Meta,
+    paths: &Paths,
+    block: u64,
+    check: Check,
+    error: String,
+    bs: u64,
+) -> BadBlock {
+    match check {
+        Check::Data { ino, fb, .. } => BadBlock {
+            block,
+            damage: Damage::Data {
+                ino,
+                offset: fb * bs,
+                paths: paths.of(ino),
+            },
+            error,
+            repaired: false,
+        },
+        Check::SecondCopy { ptr, level } => BadBlock {
+            block,
+            damage: Damage::Metadata {
+                node: ptr.addr.0,
+                level,
+                copy: 2,
+            },
+            error,
+            repaired: heal_second_copy(meta, &ptr, level),
+        },
+    }
 }
 
 /// Verifies one block against what points to it.
