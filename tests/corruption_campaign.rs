@@ -26,6 +26,7 @@ use stablefs::device::{CorruptDevice, MemDevice, SplitMix, WriteFault};
 use stablefs::format::{ExtentItem, KIND_EXTENT, SB_SLOT_OFFSETS};
 use stablefs::fs::{Caller, Fs, Ino, MountOptions, SetAttr, ROOT_INO};
 use stablefs::mkfs::{mkfs, MkfsOptions};
+use stablefs::scrub::{scrub, Damage, ScrubOptions};
 use stablefs::tree::Visit;
 use stablefs::txn::Meta;
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,6 +345,10 @@ struct Tally {
     rolled_back: u64,
     harmless: u64,
     silent: u64,
+    /// Damage scrub reported where it was (data: with its paths).
+    scrub_named: u64,
+    /// Node copies scrub repaired, a second scrub then clean.
+    scrub_repaired: u64,
     per_kind: BTreeMap<String, u64>,
 }
 
@@ -398,6 +403,52 @@ fn judge(image: Vec<u8>, models: &[&Model], tally: &mut Tally) -> Option<String>
     }
 }
 
+/// Scrubs the damaged image (offline). A fault planted at rest in a node or data block must be
+/// reported at its block: a data block with the paths of its file, a node copy repaired (and
+/// a second scrub clean). Any damage the reads ran into must be reported too.
+fn scrub_finds(
+    image: Vec<u8>,
+    at_rest: Option<(usize, u64)>,
+    reads_saw_it: bool,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let dev = Arc::new(MemDevice::from_bytes(image, 512));
+    let r = scrub(dev.clone(), &ScrubOptions::default(), &mut |_, _| {});
+    match at_rest {
+        Some((kind @ 1..=3, unit)) => {
+            let r = r.map_err(|e| format!("scrub failed: {e}"))?;
+            let Some(bad) = r.bad.iter().find(|b| b.block == unit) else {
+                return Err(format!("block {unit} not reported:\n{}", r.to_text()));
+            };
+            match (&bad.damage, kind) {
+                (Damage::Data { paths, .. }, 3) if !paths.is_empty() && !bad.repaired => {
+                    tally.scrub_named += 1;
+                }
+                (Damage::Metadata { .. }, 1 | 2) if bad.repaired => {
+                    let again = scrub(dev, &ScrubOptions::default(), &mut |_, _| {})
+                        .map_err(|e| format!("second scrub failed: {e}"))?;
+                    if again.exit_code != 0 {
+                        return Err(format!("second scrub not clean:\n{}", again.to_text()));
+                    }
+                    tally.scrub_repaired += 1;
+                }
+                _ => return Err(format!("block {unit} reported wrongly: {bad:?}")),
+            }
+        }
+        _ if reads_saw_it => match r {
+            Ok(r) if r.exit_code == 0 => {
+                return Err(format!(
+                    "reads hit damage, scrub found none:\n{}",
+                    r.to_text()
+                ))
+            }
+            _ => tally.scrub_named += 1,
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -440,7 +491,7 @@ fn no_fault_on_the_medium_goes_unnoticed() {
                 break;
             }
             tally.cases += 1;
-            let (image, superblock_hit, what) = if case < PER_SEED {
+            let (image, superblock_hit, what, at_rest) = if case < PER_SEED {
                 let index = crng.below(writes);
                 let fault = match crng.below(3) {
                     0 => WriteFault::Lost,
@@ -480,6 +531,7 @@ fn no_fault_on_the_medium_goes_unnoticed() {
                     dev.snapshot(),
                     sb,
                     format!("write {index} ({:?} of unit {})", fault, hit.unit),
+                    None,
                 )
             } else {
                 let kind = crng.below(4) as usize;
@@ -513,7 +565,7 @@ fn no_fault_on_the_medium_goes_unnoticed() {
                         format!("bit flip in {} at byte {off}", KIND_NAMES[kind]),
                     )
                 };
-                (what.0, kind == 0, what.1)
+                (what.0, kind == 0, what.1, Some((kind, unit)))
             };
             tally.hit += 1;
             let models: Vec<&Model> = if superblock_hit {
@@ -521,9 +573,16 @@ fn no_fault_on_the_medium_goes_unnoticed() {
             } else {
                 vec![&mb]
             };
-            if let Some(wrong) = judge(image, &models, &mut tally) {
+            let detected_before = tally.detected;
+            if let Some(wrong) = judge(image.clone(), &models, &mut tally) {
                 failures.push(format!(
                     "STABLEFS_CORRUPT_SEED={seed} case {case}: {what}: SILENT CORRUPTION: {wrong}"
+                ));
+            }
+            let reads_saw_it = tally.detected > detected_before;
+            if let Err(e) = scrub_finds(image, at_rest, reads_saw_it, &mut tally) {
+                failures.push(format!(
+                    "STABLEFS_CORRUPT_SEED={seed} case {case}: {what}: SCRUB: {e}"
                 ));
             }
         }
@@ -532,7 +591,8 @@ fn no_fault_on_the_medium_goes_unnoticed() {
     eprintln!(
         "corruption campaign: {} cases (workload seeds {first_seed}..{seed}), {} faults applied: \
          {} detected (EIO or a refused mount), {} repaired from the second copy, {} rolled back \
-         to an earlier commit, {} harmless, {} silent; by fault: {:?}",
+         to an earlier commit, {} harmless, {} silent; scrub then reported {} damaged blocks \
+         where they were and repaired {} node copies (a second scrub clean); by fault: {:?}",
         tally.cases,
         tally.hit,
         tally.detected,
@@ -540,6 +600,8 @@ fn no_fault_on_the_medium_goes_unnoticed() {
         tally.rolled_back,
         tally.harmless,
         tally.silent,
+        tally.scrub_named,
+        tally.scrub_repaired,
         tally.per_kind
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
