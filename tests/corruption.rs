@@ -20,29 +20,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Finds the only occurrence of `marker` in the image.
-fn find_in_image(image: &Path, marker: &[u8]) -> u64 {
-    let img = fs::read(image).unwrap();
-    let mut hits = img
-        .windows(marker.len())
-        .enumerate()
-        .filter(|(_, w)| *w == marker)
-        .map(|(i, _)| i);
-    let at = hits.next().expect("marker is on the image");
-    assert!(hits.next().is_none(), "marker is unique on the image");
-    at as u64
-}
-
 fn flip_byte(image: &Path, at: u64) {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(image)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    b[0] ^= 0x20;
-    f.write_all_at(&b, at).unwrap();
-    f.sync_all().unwrap();
+    common::xor_byte(image, at, 0x20);
 }
 
 #[test]
@@ -58,7 +37,7 @@ fn damaged_data_block_is_eio_and_nothing_else() {
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .unwrap();
     t.unmount();
-    let at = find_in_image(&t.image, marker);
+    let at = common::find_unique_in_image(&t.image, marker);
     flip_byte(&t.image, at + 4);
     t.mount();
     let bad_block = marker_off / BS;

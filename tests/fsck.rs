@@ -13,8 +13,7 @@ use stablefs::device::FileDevice;
 use stablefs::format::{InodeItem, Key, Superblock, KIND_INODE, SB_SIZE, SB_SLOT_OFFSETS};
 use stablefs::fs::ROOT_INO;
 use stablefs::txn::{write_commit, Meta};
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -131,16 +130,7 @@ fn a_wrong_link_count_is_reported_then_repaired_and_the_mount_sees_it() {
 
 /// Flips one bit 300 bytes into block `block` of `image`.
 fn flip_bit(image: &Path, block: u64, block_size: u32) {
-    let at = block * u64::from(block_size) + 300;
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(image)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 1], at).unwrap();
-    f.sync_all().unwrap();
+    common::xor_byte(image, block * u64::from(block_size) + 300, 1);
 }
 
 #[test]

@@ -26,28 +26,8 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-fn find_unique(image: &Path, marker: &[u8]) -> u64 {
-    let img = fs::read(image).unwrap();
-    let hits: Vec<usize> = img
-        .windows(marker.len())
-        .enumerate()
-        .filter(|(_, w)| *w == marker)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 1, "the marker is once on the image");
-    hits[0] as u64
-}
-
 fn flip(image: &Path, at: u64) {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(image)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x20], at).unwrap();
-    f.sync_all().unwrap();
+    common::xor_byte(image, at, 0x20);
 }
 
 #[test]
@@ -71,7 +51,7 @@ fn offline_scrub_names_every_path_of_a_bad_block_and_repairs_metadata() {
     );
     assert_eq!(json(&o)["result"], "clean");
 
-    let at = find_unique(&t.image, marker);
+    let at = common::find_unique_in_image(&t.image, marker);
     flip(&t.image, at);
     let o = scrub(&["--json"], &t.image);
     assert_eq!(

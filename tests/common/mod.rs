@@ -186,6 +186,37 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
     }
 }
 
+/// The offset of `marker` on an (unmounted) image, which must hold it exactly once: a test
+/// finds the block it damages by a unique marker written into a file.
+#[track_caller]
+pub fn find_unique_in_image(image: &Path, marker: &[u8]) -> u64 {
+    let img = read_file(image);
+    let mut hits = img
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| *w == marker)
+        .map(|(i, _)| i);
+    let at = hits.next().expect("the marker is on the image");
+    assert!(hits.next().is_none(), "the marker is on the image once");
+    at as u64
+}
+
+/// XORs the byte at `at` of an (unmounted) image with `mask` and syncs: damage behind the
+/// filesystem's back.
+#[track_caller]
+pub fn xor_byte(image: &Path, at: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", image.display()));
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ mask], at).unwrap();
+    f.sync_all().unwrap();
+}
+
 /// Reads all of `path`; panics naming the path.
 #[track_caller]
 pub fn read_file(path: &Path) -> Vec<u8> {
