@@ -25,6 +25,7 @@ pub mod fsck;
 pub mod fuse;
 pub mod mkfs;
 pub mod scrub;
+pub mod status;
 pub mod tree;
 pub mod txn;
 

@@ -41,6 +41,20 @@ enum Command {
     /// Exit status: 0 clean, 1 errors found and all corrected, 2 uncorrectable errors
     /// found, 4 operational error
     Scrub(ScrubArgs),
+    /// What the daemon of a mounted stablefs has seen: checksum errors, repairs, device
+    /// errors, bytes read and written, commits, the last scrub. Exit status: 0 printed,
+    /// 1 not a stablefs mount or no answer
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// The mountpoint (or any file or directory of the mount)
+    #[arg(value_name = "MOUNTPOINT")]
+    path: PathBuf,
 }
 
 #[derive(Args)]
@@ -173,6 +187,7 @@ fn run(command: Command) -> Result<u8, String> {
         }
         // Reports its own failures, with fsck(8)'s exit statuses.
         Command::Fsck(args) => Ok(cli::fsck::run(&args.path, args.repair, args.json)),
+        Command::Status(args) => Ok(cli::status::run(&args.path, args.json)),
         Command::Scrub(args) => {
             init_logging(None);
             Ok(cli::scrub::run(&args.path, args.limit, args.json))

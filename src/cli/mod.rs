@@ -6,3 +6,4 @@ pub mod mount;
 pub mod options;
 pub mod scrub;
 pub mod size;
+pub mod status;

@@ -93,6 +93,7 @@ pub struct Fs {
     counters: AtomicCounters,
     /// The tree's own counts of bad and repaired node copies.
     tree_stats: Arc<crate::tree::TreeStats>,
+    mounted_at: std::time::Instant,
     interval: Duration,
     /// Block-sized bounce buffers, recycled once their data is on the device.
     block_pool: BufPool,
@@ -164,6 +165,7 @@ impl Fs {
             committer: Mutex::new(None),
             counters: AtomicCounters::default(),
             tree_stats,
+            mounted_at: std::time::Instant::now(),
             interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
             // Every dirty block's buffer comes back for reuse: in steady state writes allocate
             // nothing.
@@ -240,6 +242,41 @@ impl Fs {
             commits: c.commits.load(Ordering::Relaxed),
             metadata_bad_copies: self.tree_stats.bad_copies.load(Ordering::Relaxed),
             metadata_repairs: self.tree_stats.repaired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What `stablefs status` reports (see `crate::status`).
+    pub fn status(&self) -> crate::status::Status {
+        let c = self.counters();
+        let (uuid, generation, total, free) = {
+            let st = self.lock();
+            let a = &st.meta.alloc;
+            (
+                crate::mkfs::uuid_string(&st.meta.sb.uuid),
+                st.meta.sb.generation,
+                a.total_blocks() - a.first_block(),
+                (a.free_blocks() + a.pending_blocks())
+                    .saturating_sub(st.dirty_blocks + st.reserved_blocks),
+            )
+        };
+        crate::status::Status {
+            uuid,
+            generation,
+            read_only: self.read_only,
+            failed: self.failed.load(Ordering::SeqCst),
+            block_size: self.bs,
+            blocks_total: total,
+            blocks_free: free,
+            checksum_errors: c.checksum_errors,
+            metadata_bad_copies: c.metadata_bad_copies,
+            repairs: c.metadata_repairs,
+            device_read_errors: c.device_read_errors,
+            device_write_errors: c.device_write_errors,
+            bytes_read: c.bytes_read,
+            bytes_written: c.bytes_written,
+            commits: c.commits,
+            mounted_secs: self.mounted_at.elapsed().as_secs(),
+            last_scrub: None,
         }
     }
 

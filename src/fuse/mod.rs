@@ -731,20 +731,33 @@ impl Filesystem for StableFuse {
             .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
     }
 
-    /// No ioctls: ENOTTY, as a filesystem without them answers, and quietly (fuser's default
-    /// logs a warning per call, which programs probing ioctls turn into a flood).
+    /// One ioctl: `stablefs status` (`crate::status::STATUS_IOCTL`), on any file or directory
+    /// of the mount. Anything else is ENOTTY, as a filesystem without ioctls answers, and
+    /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
+    /// into a flood).
     fn ioctl(
         &self,
         _req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
-        _cmd: u32,
+        cmd: u32,
         _in_data: &[u8],
-        _out_size: u32,
+        out_size: u32,
         reply: ReplyIoctl,
     ) {
-        reply.error(fuser::Errno::from_i32(libc::ENOTTY));
+        use crate::status::{STATUS_BYTES, STATUS_IOCTL};
+        if cmd != STATUS_IOCTL || out_size < STATUS_BYTES {
+            reply.error(fuser::Errno::from_i32(libc::ENOTTY));
+            return;
+        }
+        match serde_json::to_vec(&self.fs.status()) {
+            Ok(mut json) if json.len() < STATUS_BYTES as usize => {
+                json.resize(STATUS_BYTES as usize, 0);
+                reply.ioctl(0, &json);
+            }
+            _ => reply.error(fuser::Errno::from_i32(libc::EOVERFLOW)),
+        }
     }
 
     fn lseek(
