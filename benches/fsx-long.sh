@@ -144,7 +144,7 @@ if [ $MSYNC = 1 ]; then
 fi
 
 # fsx 0.3.x never unmaps the mapping of a map read (domapread has no munmap): each one stays
-# until fsx exits, and a run makes OPS * 5/56.5 of them (about 90,000 per million operations),
+# until fsx exits, and a run makes up to OPS * 5/45 of them (about 100,000 per million operations),
 # past Linux's default vm.max_map_count of 65,530. At that limit the next mmap, or the stack
 # guard page of sendfile's helper thread, fails with ENOMEM and fsx aborts (as a first long run
 # here did after 1,582 s). Raise the limit for the run and put it back afterwards.

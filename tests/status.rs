@@ -18,7 +18,12 @@ fn status(args: &[&str], path: &Path) -> Output {
 
 fn json(path: &Path) -> serde_json::Value {
     let o = status(&["--json"], path);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -40,7 +45,10 @@ fn status_reports_the_daemons_counters_and_a_checksum_error() {
     let o = status(&[], &t.path("f"));
     assert_eq!(o.status.code(), Some(0));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("checksum errors: 0") && text.contains("last scrub: never"), "{text}");
+    assert!(
+        text.contains("checksum errors: 0") && text.contains("last scrub: never"),
+        "{text}"
+    );
 
     t.unmount();
     let at = common::find_unique_in_image(&t.image, marker);

@@ -162,14 +162,21 @@ pub fn scrub(
     }
     // One thread reads ahead (two runs at most in flight) while this one verifies, so the
     // device is not idle while checksums are computed.
+    // Buffers go back to the reader once verified: no fresh (zeroed, faulted-in) memory per run.
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let (give_back, take_back) = std::sync::mpsc::channel::<AlignedBuf>();
         let reader_dev = dev.clone();
         let reader_runs = runs.clone();
         let starts: Vec<u64> = runs.iter().map(|r| checks[r.start].0).collect();
         scope.spawn(move || {
             for (r, start) in reader_runs.into_iter().zip(starts) {
-                let mut buf = AlignedBuf::zeroed(r.len() * bs as usize);
+                let len = r.len() * bs as usize;
+                let mut buf = match take_back.try_recv() {
+                    Ok(b) if b.capacity() >= len => b,
+                    _ => AlignedBuf::zeroed(max_run * bs as usize),
+                };
+                buf.set_len(len);
                 let read = reader_dev.read_at(start * bs, &mut buf);
                 if tx.send((buf, read)).is_err() {
                     return;
@@ -197,6 +204,7 @@ pub fn scrub(
             }
             done += len;
             report.bytes_read += len;
+            let _ = give_back.send(buf);
             progress(done, all_bytes);
             throttle(opts.limit, done - nodes * bs, start);
         }
