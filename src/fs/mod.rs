@@ -255,8 +255,7 @@ impl Fs {
                 crate::mkfs::uuid_string(&st.meta.sb.uuid),
                 st.meta.sb.generation,
                 a.total_blocks() - a.first_block(),
-                (a.free_blocks() + a.pending_blocks())
-                    .saturating_sub(st.dirty_blocks + st.reserved_blocks),
+                st.free_for_use(),
             )
         };
         crate::status::Status {
@@ -383,10 +382,19 @@ impl Fs {
     /// so it always ends. Call with `commit_lock` held (placing data concurrently with a
     /// commit's snapshot would split a generation).
     fn write_back(&self, keep: u64) -> Result<()> {
-        let batch = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
-        let mut budget = self.lock().dirty_blocks + batch;
+        self.write_back_in_batches(|max| self.write_back_batch(keep, max))
+    }
+
+    /// Runs `batch(max)` (see `write_back_batch`) until it reports nothing left to do, or
+    /// about as many blocks as were dirty at the start have been placed.
+    fn write_back_in_batches(
+        &self,
+        mut batch: impl FnMut(u64) -> Result<Option<u64>>,
+    ) -> Result<()> {
+        let step = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
+        let mut budget = self.lock().dirty_blocks + step;
         while budget > 0 {
-            match self.write_back_batch(keep, batch.min(budget))? {
+            match batch(step.min(budget))? {
                 Some(placed) => budget = budget.saturating_sub(placed.max(1)),
                 None => break,
             }
@@ -420,21 +428,15 @@ impl Fs {
     /// lock is taken per batch and handed over fairly after each, so an fsync waits for at
     /// most one batch of someone else's data before its own commit starts.
     fn write_back_data(&self) -> Result<()> {
-        let batch = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
-        let mut budget = self.lock().dirty_blocks + batch;
-        while budget > 0 {
+        self.write_back_in_batches(|max| {
             let one = self.commit_lock.lock();
             if self.failed.load(Ordering::SeqCst) {
                 return errno(libc::EIO);
             }
-            let step = self.write_back_batch(DIRTY_SOFT_BYTES / 2, batch.min(budget))?;
+            let step = self.write_back_batch(DIRTY_SOFT_BYTES / 2, max);
             MutexGuard::unlock_fair(one);
-            match step {
-                Some(placed) => budget = budget.saturating_sub(placed.max(1)),
-                None => break,
-            }
-        }
-        Ok(())
+            step
+        })
     }
 
     /// Returns the bounce buffers of written jobs to the pool (those no reader holds).

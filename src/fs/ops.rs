@@ -868,8 +868,7 @@ impl Fs {
         let st = self.lock();
         let a = &st.meta.alloc;
         let total = a.total_blocks() - a.first_block();
-        let free = (a.free_blocks() + a.pending_blocks())
-            .saturating_sub(st.dirty_blocks + st.reserved_blocks);
+        let free = st.free_for_use();
         let reserve = st.metadata_reserve();
         Ok(StatFs {
             blocks: total,

@@ -98,6 +98,14 @@ impl State {
         }
     }
 
+    /// Blocks free for new data, as statfs counts them: free or freed by the running
+    /// transaction, less what dirty data and fallocate reservations will take.
+    pub fn free_for_use(&self) -> u64 {
+        let a = &self.meta.alloc;
+        (a.free_blocks() + a.pending_blocks())
+            .saturating_sub(self.dirty_blocks + self.reserved_blocks)
+    }
+
     /// Blocks kept for the tree: data writes stop short of all of them and new names of half,
     /// so that deletes, and the commits that free space, always find blocks for the nodes they
     /// rewrite (twice as many under DUP, which writes every node twice).
