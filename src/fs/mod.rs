@@ -78,6 +78,10 @@ pub struct Fs {
     dirty_cv: Condvar,
     /// One commit at a time.
     commit_lock: Mutex<()>,
+    /// Batches of data placed in the tree whose device write has not finished yet (see
+    /// `write_back_in_batches`), and its wake-up for `wait_data_written`.
+    data_in_flight: Mutex<u64>,
+    in_flight_cv: Condvar,
     /// Held (shared) by every read from the moment it looks up block addresses until its device
     /// reads finish; a commit takes it exclusively before it makes freed blocks reusable, so a
     /// read never sees a block that was reallocated under it.
@@ -100,6 +104,9 @@ pub struct Fs {
     /// Buffers for the device reads of one request (up to `MAX_RUN_BYTES`).
     run_pool: BufPool,
 }
+
+/// A placed batch: its writes, and whether placing stopped early (ENOSPC).
+type Placed = (Vec<data::WriteJob>, Result<()>);
 
 /// The device blocks of a read plan, read in runs of consecutive addresses and verified.
 struct DiskRuns {
@@ -158,6 +165,8 @@ impl Fs {
             state: Mutex::new(state),
             dirty_cv: Condvar::new(),
             commit_lock: Mutex::new(()),
+            data_in_flight: Mutex::new(0),
+            in_flight_cv: Condvar::new(),
             io_gate: RwLock::new(()),
             failed: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
@@ -354,6 +363,10 @@ impl Fs {
         self.write_jobs(&tail)?;
         self.lock().finish_writeback(&tail);
         self.recycle(tail);
+        self.wait_data_written();
+        if self.failed.load(Ordering::SeqCst) {
+            return errno(libc::EIO);
+        }
         let mut plan = match plan {
             Ok(p) => p,
             // No room for the tree's new blocks: nothing was changed; the caller hears ENOSPC
@@ -382,45 +395,119 @@ impl Fs {
     /// so it always ends. Call with `commit_lock` held (placing data concurrently with a
     /// commit's snapshot would split a generation).
     fn write_back(&self, keep: u64) -> Result<()> {
-        self.write_back_in_batches(|max| self.write_back_batch(keep, max))
+        self.write_back_in_batches(|max| self.place_batch(keep, max))
     }
 
-    /// Runs `batch(max)` (see `write_back_batch`) until it reports nothing left to do, or
-    /// about as many blocks as were dirty at the start have been placed.
+    /// Runs `place(max)` (see `place_batch`) until it reports nothing left to do, or about as
+    /// many blocks as were dirty at the start have been placed, and writes what it placed.
+    ///
+    /// The writes run on a second thread while this one places the next batch: placing (tree
+    /// and map bookkeeping, per block) and writing then overlap instead of taking turns, and
+    /// the device never waits for the bookkeeping. At most one batch is being written and one
+    /// waits for the writer, so the memory in flight stays bounded. Every batch is written (or
+    /// the filesystem has failed) when this returns.
     fn write_back_in_batches(
         &self,
-        mut batch: impl FnMut(u64) -> Result<Option<u64>>,
+        mut place: impl FnMut(u64) -> Result<Option<Placed>>,
     ) -> Result<()> {
         let step = WRITEBACK_BATCH_BYTES / u64::from(self.bs);
         let mut budget = self.lock().dirty_blocks + step;
-        while budget > 0 {
-            match batch(step.min(budget))? {
-                Some(placed) => budget = budget.saturating_sub(placed.max(1)),
-                None => break,
+        std::thread::scope(|scope| {
+            let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<data::WriteJob>>(1);
+            let writer = std::thread::Builder::new()
+                .name("stablefs-write".into())
+                .spawn_scoped(scope, move || {
+                    for jobs in batches {
+                        self.write_placed(jobs);
+                    }
+                })
+                .map_err(Error::Io)?;
+            let mut result = Ok(());
+            while budget > 0 {
+                if self.failed.load(Ordering::SeqCst) {
+                    result = errno(libc::EIO);
+                    break;
+                }
+                let (jobs, placed) = match place(step.min(budget)) {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                };
+                let blocks: u64 = jobs.iter().map(|j| j.blocks.len() as u64).sum();
+                budget = budget.saturating_sub(blocks.max(1));
+                if let Err(unsent) = to_writer.send(jobs) {
+                    // The writer is gone only if it panicked (`join` below reports it); the
+                    // batch is still written, so it leaves the count in flight.
+                    self.write_placed(unsent.0);
+                    break;
+                }
+                if let Err(e) = placed {
+                    result = Err(e);
+                    break;
+                }
             }
-        }
-        Ok(())
+            drop(to_writer);
+            if writer.join().is_err() {
+                return Err(self.write_failed(Error::Corrupt("the data writer panicked".into())));
+            }
+            if self.failed.load(Ordering::SeqCst) {
+                return errno(libc::EIO);
+            }
+            result
+        })
     }
 
-    /// One step of writeback: places up to `max` dirty blocks, writes them and lets readers
-    /// find them on the device. `None` when at most `keep` bytes are dirty (nothing to do),
-    /// else the number of blocks placed. Call with `commit_lock` held.
-    fn write_back_batch(&self, keep: u64, max: u64) -> Result<Option<u64>> {
-        let (jobs, r) = {
-            let mut st = self.lock();
-            if st.dirty_blocks * u64::from(self.bs) <= keep {
-                return Ok(None);
-            }
-            let generation = st.meta.sb.generation + 1;
-            st.prepare_writeback(generation, max)
-        };
-        let placed: u64 = jobs.iter().map(|j| j.blocks.len() as u64).sum();
-        self.write_jobs(&jobs)?;
-        self.lock().finish_writeback(&jobs);
-        self.dirty_cv.notify_all();
-        self.recycle(jobs);
-        r?;
+    /// One step of writeback: places up to `max` dirty blocks (mapping them in the tree and
+    /// moving them to `writeback`) and counts them in flight. `None` when at most `keep` bytes
+    /// are dirty (nothing to do). The jobs must then go to `write_placed`, even when placing
+    /// stopped early with an error (the tree already points at their blocks). Call with
+    /// `commit_lock` held.
+    fn place_batch(&self, keep: u64, max: u64) -> Result<Option<Placed>> {
+        let mut st = self.lock();
+        if st.dirty_blocks * u64::from(self.bs) <= keep {
+            return Ok(None);
+        }
+        let generation = st.meta.sb.generation + 1;
+        let placed = st.prepare_writeback(generation, max);
+        *self.data_in_flight.lock() += 1;
         Ok(Some(placed))
+    }
+
+    /// Writes a placed batch, lets readers find it on the device, returns its buffers to the
+    /// pool, and ends its count in flight. After a failed write the batch stays in
+    /// `writeback` (readers are served from memory; nothing more is committed).
+    fn write_placed(&self, jobs: Vec<data::WriteJob>) {
+        /// Ends the batch's count in flight however the write ends (a panic included), so a
+        /// commit waiting in `wait_data_written` never waits forever.
+        struct Done<'a>(&'a Fs);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                let mut n = self.0.data_in_flight.lock();
+                *n -= 1;
+                if *n == 0 {
+                    self.0.in_flight_cv.notify_all();
+                }
+            }
+        }
+        let _done = Done(self);
+        if !self.failed.load(Ordering::SeqCst) && self.write_jobs(&jobs).is_ok() {
+            self.lock().finish_writeback(&jobs);
+            self.dirty_cv.notify_all();
+            self.recycle(jobs);
+        }
+    }
+
+    /// Waits until no placed batch is still being written. A commit calls it before it writes
+    /// the superblock: a batch placed by background writeback before the commit took the
+    /// commit lock is in the commit's tree, so its data must be on the device first.
+    fn wait_data_written(&self) {
+        let mut n = self.data_in_flight.lock();
+        while *n > 0 {
+            self.in_flight_cv.wait(&mut n);
+        }
     }
 
     /// Background data writeback whenever writers pass the soft limit, so buffers return to
@@ -433,7 +520,7 @@ impl Fs {
             if self.failed.load(Ordering::SeqCst) {
                 return errno(libc::EIO);
             }
-            let step = self.write_back_batch(DIRTY_SOFT_BYTES / 2, max);
+            let step = self.place_batch(DIRTY_SOFT_BYTES / 2, max);
             MutexGuard::unlock_fair(one);
             step
         })
