@@ -236,8 +236,8 @@ impl FileDevice {
     fn pwritev(&self, iovs: &[libc::iovec], offset: u64) -> io::Result<usize> {
         let off = to_off_t(offset)?;
         loop {
-            // Safe because every iovec points into an `AlignedBuf` the caller of `write_at`
-            // borrows for the whole call, with a length inside that buffer; pwritev only
+            // Safe because every iovec is a slice the caller of `write_slices` borrows for the
+            // whole call (its pointer and length come from that slice); pwritev only
             // reads that memory; and `iovs.len()` is at most IOV_MAX, so it fits a c_int.
             let n = unsafe {
                 libc::pwritev(self.raw_fd(), iovs.as_ptr(), iovs.len() as libc::c_int, off)
@@ -318,15 +318,16 @@ impl BlockDevice for FileDevice {
     }
 
     fn write_at(&self, offset: u64, bufs: &[&AlignedBuf]) -> io::Result<()> {
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        self.write_slices(offset, &slices)
+    }
+
+    fn write_slices(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
         let len = check_bufs(self.align, bufs)?;
         check_aligned(self.align, offset, len, self.capacity)?;
         self.check_writable()?;
         // What is still to write: whole buffers, but the first may have been written in part.
-        let mut todo: Vec<&[u8]> = bufs
-            .iter()
-            .map(|b| &b[..])
-            .filter(|b| !b.is_empty())
-            .collect();
+        let mut todo: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
         let mut first = 0;
         let mut iovs = Vec::with_capacity(todo.len().min(IOV_MAX));
         let mut pos = offset;

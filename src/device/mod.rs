@@ -35,6 +35,20 @@ pub trait BlockDevice: Send + Sync {
     /// Writes all of `bufs`, back to back, starting at `offset` (one vectored write where the
     /// medium allows it, so contiguous data becomes one large I/O).
     fn write_at(&self, offset: u64, bufs: &[&AlignedBuf]) -> io::Result<()>;
+    /// `write_at` for windows of private buffers (each one aligned in memory and a whole
+    /// number of blocks long), so consecutive blocks of one buffer go down as one segment.
+    /// The default gathers them into one buffer; a medium that can write the windows in
+    /// place (`FileDevice`) does so.
+    fn write_slices(&self, offset: u64, slices: &[&[u8]]) -> io::Result<()> {
+        let len = slices.iter().map(|s| s.len()).sum();
+        let mut one = AlignedBuf::zeroed(len);
+        let mut at = 0;
+        for s in slices {
+            one[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        }
+        self.write_at(offset, &[&one])
+    }
     /// Makes every completed write durable (`fdatasync`).
     fn flush(&self) -> io::Result<()>;
     /// Tells the medium a range is unused (best effort; may do nothing).
@@ -65,17 +79,19 @@ pub(crate) fn check_aligned(align: u32, offset: u64, len: u64, capacity: u64) ->
 /// Checks that every buffer of a vectored write is a whole number of blocks (`O_DIRECT` wants
 /// each segment aligned, not only the total) and returns their total length, for
 /// `check_aligned`.
-pub(crate) fn check_bufs(align: u32, bufs: &[&AlignedBuf]) -> io::Result<u64> {
+pub(crate) fn check_bufs<B: AsRef<[u8]>>(align: u32, bufs: &[B]) -> io::Result<u64> {
     let a = u64::from(align);
     let mut total = 0u64;
     for (i, buf) in bufs.iter().enumerate() {
+        let buf = buf.as_ref();
         let len = buf.len() as u64;
-        if len % a != 0 {
+        if len % a != 0 || buf.as_ptr() as u64 % a != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "unaligned I/O: buffer {i} of {} has length {len} (alignment {a})",
-                    bufs.len()
+                    "unaligned I/O: buffer {i} of {} at {:p} has length {len} (alignment {a})",
+                    bufs.len(),
+                    buf.as_ptr()
                 ),
             ));
         }

@@ -3,7 +3,6 @@
 
 use super::state::{DirtyBlock, State};
 use super::types::Ino;
-use crate::device::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::format::{block_crc, ExtentItem, InodeItem, Key, KIND_EXTENT};
 use std::collections::BTreeMap;
@@ -323,7 +322,7 @@ struct Placement {
     jobs: Vec<WriteJob>,
 }
 
-/// The buffers of a job, for one vectored write.
-pub fn job_bufs(job: &WriteJob) -> Vec<&AlignedBuf> {
-    job.blocks.iter().map(|(_, d)| &d.buf).collect()
+/// The memory segments of a job, for one vectored write.
+pub fn job_segments(job: &WriteJob) -> Vec<&[u8]> {
+    super::blockbuf::segments(job.blocks.iter().map(|(_, d)| &d.buf))
 }

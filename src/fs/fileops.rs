@@ -129,7 +129,7 @@ impl Fs {
             let bufs = st.drop_cached_range(ino, from, to);
             st.punch(ino, &mut i, from, to)?;
             st.take_unwritten(ino, &mut i, from, to)?;
-            self.block_pool.put_many(bufs);
+            self.recycle_blocks(bufs);
         }
         let t = Timespec::now();
         i.mtime = t;
@@ -445,7 +445,7 @@ impl State {
 
     /// Drops the in-memory blocks of `[from, to)` (dirty and being written back); returns the
     /// dirty blocks' buffers for reuse.
-    fn drop_cached_range(&mut self, ino: Ino, from: u64, to: u64) -> Vec<AlignedBuf> {
+    fn drop_cached_range(&mut self, ino: Ino, from: u64, to: u64) -> Vec<BlockBuf> {
         let mut bufs = Vec::new();
         if let Some(m) = self.dirty.get_mut(&ino) {
             let keys: Vec<u64> = m.range(from..to).map(|(k, _)| *k).collect();

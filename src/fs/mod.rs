@@ -4,6 +4,7 @@
 //!
 //! Names are raw bytes (`&[u8]`): Linux names are not UTF-8.
 
+mod blockbuf;
 mod data;
 mod fileops;
 mod ops;
@@ -16,7 +17,8 @@ use crate::device::{AlignedBuf, BlockDevice, BufPool};
 use crate::error::{errno, Error, Result};
 use crate::format::{block_crc, Key, KIND_ORPHAN, OBJECT_FS};
 use crate::txn::{write_commit, Meta};
-use data::{job_bufs, Src};
+use blockbuf::BlockBuf;
+use data::{job_segments, Src};
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use state::State;
 use std::collections::HashMap;
@@ -55,6 +57,8 @@ const DIRTY_HARD_BYTES: u64 = 32 << 20;
 const ORDERED_TAIL_BYTES: u64 = 8 << 20;
 /// Data placed and written per step of a commit (the lock is released in between).
 const WRITEBACK_BATCH_BYTES: u64 = 4 << 20;
+/// Whole blocks of one write share a chunk of at most this size: one FUSE request's worth.
+const CHUNK_BYTES: usize = 1 << 20;
 /// Largest device read buffer kept for reuse: one 1 MiB FUSE request, unaligned, plus a block.
 const MAX_RUN_BYTES: usize = (1 << 20) + 65536;
 
@@ -101,6 +105,8 @@ pub struct Fs {
     interval: Duration,
     /// Block-sized bounce buffers, recycled once their data is on the device.
     block_pool: BufPool,
+    /// Chunks holding the whole blocks of one write (see `blockbuf`), recycled the same way.
+    chunk_pool: BufPool,
     /// Buffers for the device reads of one request (up to `MAX_RUN_BYTES`).
     run_pool: BufPool,
 }
@@ -181,6 +187,10 @@ impl Fs {
             block_pool: BufPool::new(
                 bs as usize,
                 (DIRTY_HARD_BYTES / u64::from(bs)) as usize + 1024,
+            ),
+            chunk_pool: BufPool::new(
+                CHUNK_BYTES,
+                (DIRTY_HARD_BYTES / CHUNK_BYTES as u64) as usize + 16,
             ),
             run_pool: BufPool::new(MAX_RUN_BYTES, 16),
         });
@@ -526,24 +536,34 @@ impl Fs {
         })
     }
 
-    /// Returns the bounce buffers of written jobs to the pool (those no reader holds).
+    /// Returns the bounce buffers of written jobs to the pools (those no reader holds).
     fn recycle(&self, jobs: Vec<data::WriteJob>) {
-        let bufs = jobs
-            .into_iter()
-            .flat_map(|j| j.blocks)
-            .filter_map(|(_, d)| Arc::try_unwrap(d).ok())
-            .map(|d| d.buf);
-        self.block_pool.put_many(bufs);
+        self.recycle_blocks(
+            jobs.into_iter()
+                .flat_map(|j| j.blocks)
+                .filter_map(|(_, d)| Arc::try_unwrap(d).ok())
+                .map(|d| d.buf),
+        );
+    }
+
+    /// Returns dirty blocks' memory to the pools.
+    fn recycle_blocks(&self, blocks: impl IntoIterator<Item = BlockBuf>) {
+        let (mut own, mut chunks) = (Vec::new(), Vec::new());
+        for b in blocks {
+            b.recycle(&mut own, &mut chunks);
+        }
+        self.block_pool.put_many(own);
+        self.chunk_pool.put_many(chunks);
     }
 
     /// Writes placed data blocks (one vectored write per contiguous job).
     fn write_jobs(&self, jobs: &[data::WriteJob]) -> Result<()> {
         for job in jobs {
-            let bufs = job_bufs(job);
-            let bytes = bufs.len() as u64 * u64::from(self.bs);
+            let segments = job_segments(job);
+            let bytes = job.blocks.len() as u64 * u64::from(self.bs);
             if let Err(e) = self
                 .dev
-                .write_at(job.disk_start * u64::from(self.bs), &bufs)
+                .write_slices(job.disk_start * u64::from(self.bs), &segments)
             {
                 return Err(self.write_failed(e.into()));
             }

@@ -1,6 +1,7 @@
 //! The POSIX operations. Each takes the state lock for its metadata work only; device reads
 //! happen with the lock released.
 
+use super::blockbuf::{self, BlockBuf};
 use super::data::Src;
 use super::state::{check_name, inode_key, DirtyBlock};
 use super::*;
@@ -620,25 +621,27 @@ impl Fs {
         let first_full = offset.div_ceil(bs);
         let end_full = end / bs;
         let n_full = end_full.saturating_sub(first_full);
-        let mut full: Vec<(u64, DirtyBlock)> = Vec::with_capacity(n_full as usize);
-        for (k, mut buf) in self
-            .block_pool
-            .take_many(n_full as usize)
+        let whole = if n_full == 0 {
+            &[][..]
+        } else {
+            let lo = (first_full * bs - offset) as usize;
+            &data[lo..lo + (n_full * bs) as usize]
+        };
+        let full: Vec<(u64, DirtyBlock)> = blockbuf::copy_in(whole, bs as usize, &self.chunk_pool)
             .into_iter()
             .enumerate()
-        {
-            let fb = first_full + k as u64;
-            let lo = (fb * bs - offset) as usize;
-            buf.copy_from_slice(&data[lo..lo + bs as usize]);
-            let crc = block_crc(&buf);
-            full.push((
-                fb,
-                DirtyBlock {
-                    buf,
-                    crc: Some(crc),
-                },
-            ));
-        }
+            .map(|(k, buf)| {
+                // The crc is over the private copy, still in the cache from the copy.
+                let crc = block_crc(&buf);
+                (
+                    first_full + k as u64,
+                    DirtyBlock {
+                        buf,
+                        crc: Some(crc),
+                    },
+                )
+            })
+            .collect();
         let partial: Vec<u64> = [b0, b1]
             .into_iter()
             .filter(|fb| !full.iter().any(|f| f.0 == *fb))
@@ -687,7 +690,7 @@ impl Fs {
                     st.dirty.entry(ino).or_default().insert(
                         fb,
                         DirtyBlock {
-                            buf,
+                            buf: BlockBuf::Own(buf),
                             crc: Some(crc),
                         },
                     );
@@ -745,7 +748,7 @@ impl Fs {
                 st.dirty.entry(ino).or_default().insert(
                     fb,
                     DirtyBlock {
-                        buf: base,
+                        buf: BlockBuf::Own(base),
                         crc: None,
                     },
                 );
@@ -757,7 +760,7 @@ impl Fs {
                 .and_then(|m| m.get_mut(&fb))
                 .expect("inserted above");
             let (lo, hi) = (offset.max(fb * bs), end.min((fb + 1) * bs));
-            d.buf[(lo - fb * bs) as usize..(hi - fb * bs) as usize]
+            d.buf.make_mut(&self.block_pool)[(lo - fb * bs) as usize..(hi - fb * bs) as usize]
                 .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
             d.crc = None;
         }

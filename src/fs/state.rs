@@ -2,8 +2,8 @@
 //! written, and the kernel's references to inodes. Helpers here never do device I/O (the whole
 //! tree is loaded and verified at mount), so the lock is never held across a device read.
 
+use super::blockbuf::BlockBuf;
 use super::types::*;
-use crate::device::AlignedBuf;
 use crate::error::{errno, Error, Result};
 use crate::format::{
     decode_dirent_bucket, decode_dirindex, encode_dirent_bucket, encode_dirindex, name_hash,
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// A file block written since the last commit, in a private bounce buffer.
 pub struct DirtyBlock {
-    pub buf: AlignedBuf,
+    pub buf: BlockBuf,
     /// crc32c of `buf`, computed as the data was copied in; `None` after a partial update
     /// (recomputed over the private buffer at writeback).
     pub crc: Option<u32>,
