@@ -9,6 +9,7 @@
 //! write) first gets a buffer of its own (copy on write).
 
 use crate::device::{AlignedBuf, BufPool};
+use crate::format::block_crc;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -64,8 +65,9 @@ impl BlockBuf {
 }
 
 /// Copies `data` (a whole number of `bs`-byte blocks) into chunks from `pool` (at most one
-/// chunk's worth each) and returns one window per block, in order.
-pub fn copy_in(data: &[u8], bs: usize, pool: &BufPool) -> Vec<BlockBuf> {
+/// chunk's worth each) and returns one window per block, in order, with the crc32c of its
+/// private copy. Each block is copied and then summed while it is still in the L1 cache.
+pub fn copy_in(data: &[u8], bs: usize, pool: &BufPool) -> Vec<(BlockBuf, u32)> {
     debug_assert_eq!(data.len() % bs, 0);
     let per_chunk = (pool.buf_size() / bs).max(1) * bs;
     let mut out = Vec::with_capacity(data.len() / bs);
@@ -76,12 +78,19 @@ pub fn copy_in(data: &[u8], bs: usize, pool: &BufPool) -> Vec<BlockBuf> {
             AlignedBuf::zeroed(piece.len())
         };
         chunk.set_len(piece.len());
-        chunk.copy_from_slice(piece);
+        let mut crcs = Vec::with_capacity(piece.len() / bs);
+        for (dst, src) in chunk.chunks_mut(bs).zip(piece.chunks(bs)) {
+            dst.copy_from_slice(src);
+            crcs.push(block_crc(dst));
+        }
         let chunk = Arc::new(chunk);
-        out.extend((0..piece.len() / bs).map(|k| BlockBuf::Shared {
-            chunk: chunk.clone(),
-            off: k * bs,
-            len: bs,
+        out.extend(crcs.into_iter().enumerate().map(|(k, crc)| {
+            let window = BlockBuf::Shared {
+                chunk: chunk.clone(),
+                off: k * bs,
+                len: bs,
+            };
+            (window, crc)
         }));
     }
     out
@@ -131,8 +140,12 @@ mod tests {
         let blocks_pool = BufPool::new(bs, 8);
         let chunks = BufPool::new(4 * bs, 2);
         let data: Vec<u8> = (0..6 * bs).map(|i| (i / bs) as u8 + 1).collect();
-        let mut blocks = copy_in(&data, bs, &chunks);
+        let (mut blocks, crcs): (Vec<BlockBuf>, Vec<u32>) =
+            copy_in(&data, bs, &chunks).into_iter().unzip();
         assert_eq!(blocks.len(), 6);
+        for (b, crc) in blocks.iter().zip(&crcs) {
+            assert_eq!(block_crc(b), *crc);
+        }
         for (k, b) in blocks.iter().enumerate() {
             assert!(b.iter().all(|&x| x == k as u8 + 1), "block {k}");
         }

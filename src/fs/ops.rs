@@ -630,9 +630,7 @@ impl Fs {
         let full: Vec<(u64, DirtyBlock)> = blockbuf::copy_in(whole, bs as usize, &self.chunk_pool)
             .into_iter()
             .enumerate()
-            .map(|(k, buf)| {
-                // The crc is over the private copy, still in the cache from the copy.
-                let crc = block_crc(&buf);
+            .map(|(k, (buf, crc))| {
                 (
                     first_full + k as u64,
                     DirtyBlock {
