@@ -42,9 +42,9 @@ pub struct Status {
     pub commits: u64,
     /// Seconds since the mount.
     pub mounted_secs: u64,
-    /// The last scrub of this filesystem: none yet (online scrub is not built; an offline
-    /// scrub reports on its own).
-    pub last_scrub: Option<String>,
+    /// The last finished online scrub of this filesystem (kept on the device, so it survives
+    /// remounts); `None` if there has been none. An offline scrub reports on its own.
+    pub last_scrub: Option<crate::scrub::control::LastScrub>,
 }
 
 impl Status {
@@ -77,7 +77,10 @@ impl Status {
             w = self.bytes_written as f64 / f64::from(1 << 20),
             commits = self.commits,
             secs = self.mounted_secs,
-            scrub = self.last_scrub.as_deref().unwrap_or("never"),
+            scrub = self
+                .last_scrub
+                .as_ref()
+                .map_or("never".to_string(), |l| l.to_text()),
         )
     }
 }

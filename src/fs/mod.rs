@@ -7,6 +7,7 @@
 mod data;
 mod fileops;
 mod ops;
+mod scrub;
 mod state;
 mod types;
 
@@ -99,6 +100,8 @@ pub struct Fs {
     block_pool: BufPool,
     /// Buffers for the device reads of one request (up to `MAX_RUN_BYTES`).
     run_pool: BufPool,
+    /// The online scrub (`crate::scrub::online`).
+    scrub: Arc<crate::scrub::online::Scrubber>,
 }
 
 /// The device blocks of a read plan, read in runs of consecutive addresses and verified.
@@ -151,6 +154,7 @@ impl Fs {
             block_size: bs,
         };
         state.reserved_blocks = state.load_reserved_blocks()?;
+        let scrubber = Arc::new(scrub::load_scrubber(&mut state, read_only));
         let fs = Arc::new(Fs {
             dev,
             bs,
@@ -174,6 +178,7 @@ impl Fs {
                 (DIRTY_HARD_BYTES / u64::from(bs)) as usize + 1024,
             ),
             run_pool: BufPool::new(MAX_RUN_BYTES, 16),
+            scrub: scrubber,
         });
         if !read_only {
             if !orphans.is_empty() {
@@ -192,6 +197,8 @@ impl Fs {
                 .spawn(move || committer_loop(weak, kick))
                 .map_err(Error::Io)?;
             *fs.committer.lock() = Some(handle);
+            // A scrub that was running at the last commit goes on.
+            fs.scrub.spawn(&fs);
         }
         Ok(fs)
     }
@@ -202,6 +209,8 @@ impl Fs {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // The scrub's position is in the tree already: the commit below makes it durable.
+        self.scrub.shutdown();
         self.kick_committer();
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
@@ -275,7 +284,7 @@ impl Fs {
             bytes_written: c.bytes_written,
             commits: c.commits,
             mounted_secs: self.mounted_at.elapsed().as_secs(),
-            last_scrub: None,
+            last_scrub: self.scrub.last(),
         }
     }
 
@@ -609,6 +618,7 @@ impl Drop for Fs {
         // the background writer finds the filesystem gone and ends.
         self.shut_down.store(true, Ordering::SeqCst);
         self.kick.wake();
+        self.scrub.stop_soon();
     }
 }
 

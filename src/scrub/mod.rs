@@ -13,6 +13,8 @@
 //!
 //! Data has one copy (`copies=2` is to come), so a bad data block is reported, not repaired.
 
+pub mod control;
+pub mod online;
 mod report;
 
 pub use report::{BadBlock, Damage, ScrubReport};
