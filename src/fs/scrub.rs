@@ -143,7 +143,10 @@ impl Fs {
     }
 
     /// The work in device blocks `[from, to)` (see `online::collect`), for the data of the
-    /// files under `subtree` (the root: all files). One walk of the in-memory tree under the
+    /// files under `subtree` (the root: all files). Commits first: a node changed since the
+    /// last commit has no committed block in the tree (its old block is on its way to being
+    /// freed), so without the commit the nodes on the path to the scrub's own record, the root
+    /// among them, would never be verified. Then one walk of the in-memory tree under the
     /// state lock.
     pub(crate) fn scrub_collect(
         &self,
@@ -152,6 +155,9 @@ impl Fs {
         subtree: Ino,
         max_run: u64,
     ) -> Result<Collected> {
+        if let Err(e) = self.sync() {
+            log::warn!("scrub: the commit before collecting work failed: {e}");
+        }
         let mut st = self.lock();
         let files = online::subtree_files(subtree, |dir| {
             let mut out = Vec::new();
