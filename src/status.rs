@@ -2,6 +2,9 @@
 //! the mountpoint (any file or directory of the mount works; the kernel passes the ioctl to
 //! the daemon, which answers with this report as JSON).
 //!
+//! The last scrub is the last *finished* online scrub, from its record in the tree; a running
+//! one is shown by `stablefs scrub status` (`crate::scrub::control`).
+//!
 //! The ioctl is `STATUS_IOCTL`, `_IOR('S', 1, [u8; STATUS_BYTES])`: a "restricted" FUSE ioctl
 //! (its size and direction are in its number), so no special mount option is needed. The
 //! reply is the JSON text, padded with NULs to `STATUS_BYTES`.

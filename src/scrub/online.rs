@@ -302,8 +302,12 @@ struct Inner {
     report: Option<(u64, ScrubReport)>,
     /// The filesystem is shutting down: the thread stops (the position is already saved).
     stop: bool,
-    /// A scrub thread exists (it ends when the scrub ends, is paused at mount... see `spawn`).
+    /// A scrub thread exists (it ends when the scrub ends or the filesystem goes away).
     thread_running: bool,
+    /// The thread is working (collecting, reading, verifying) on a step of the scrub: a pause
+    /// or cancel waits for the step to end, so that once it is answered no scrub I/O is in
+    /// flight.
+    busy: bool,
 }
 
 /// The online scrub of one mounted filesystem (owned by `Fs`).
@@ -351,6 +355,7 @@ impl Scrubber {
                 report,
                 stop: false,
                 thread_running: false,
+                busy: false,
             }),
             cv: Condvar::new(),
             thread: Mutex::new(None),
@@ -560,7 +565,26 @@ impl Scrubber {
         Reply::default()
     }
 
+    /// Pauses the running scrub; returns once the thread's current step (one read of at most
+    /// `RUN_BYTES`, or collecting a window) has ended, so no scrub I/O goes on after it.
     fn pause(&self, fs: &Fs) -> Reply {
+        let reply = self.pause_now(fs);
+        if reply.error.is_none() {
+            self.wait_step();
+        }
+        reply
+    }
+
+    /// Waits until the thread is between steps.
+    fn wait_step(&self) {
+        let mut inner = self.inner.lock();
+        while inner.busy && !inner.stop {
+            self.cv.wait(&mut inner);
+        }
+    }
+
+    /// Pauses without waiting (the thread itself, on an error).
+    fn pause_now(&self, fs: &Fs) -> Reply {
         let mut inner = self.inner.lock();
         match inner.current.as_mut() {
             Some(a) if a.item.state == ScrubState::Running => {
@@ -613,6 +637,7 @@ impl Scrubber {
         finish(&mut inner, fs, true);
         drop(inner);
         self.cv.notify_all();
+        self.wait_step();
         Reply::default()
     }
 
@@ -731,21 +756,24 @@ enum Next {
 
 impl Scrubber {
     /// Waits while paused; `Stop` when the scrub ended (cancelled) or the filesystem goes away.
-    fn next(&self) -> Next {
+    /// `Go` marks the thread busy until the `Step` it comes with is dropped.
+    fn next(&self) -> (Next, Step<'_>) {
         let mut inner = self.inner.lock();
         loop {
             if inner.stop {
-                return Next::Stop;
+                return (Next::Stop, Step(None));
             }
             match &inner.current {
-                None => return Next::Stop,
+                None => return (Next::Stop, Step(None)),
                 Some(a) if a.item.state == ScrubState::Running => {
-                    return Next::Go {
+                    let next = Next::Go {
                         id: a.item.id,
                         position: a.item.position,
                         limit: a.item.limit,
                         subtree: a.item.subtree,
-                    }
+                    };
+                    inner.busy = true;
+                    return (next, Step(Some(self)));
                 }
                 Some(_) => {
                     self.cv.wait(&mut inner);
@@ -780,18 +808,32 @@ impl Scrubber {
     }
 }
 
+/// One step of the scrub thread: while it lives the thread is busy (see `Inner::busy`).
+struct Step<'a>(Option<&'a Scrubber>);
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        if let Some(sc) = self.0 {
+            sc.inner.lock().busy = false;
+            sc.cv.notify_all();
+        }
+    }
+}
+
 /// The scrub thread.
 fn run(weak: &Weak<Fs>, sc: &Scrubber) {
     let bs = u64::from(sc.block_size);
     let mut window: Option<Window> = None;
     let mut buf = AlignedBuf::zeroed(RUN_BYTES as usize);
     loop {
+        // Declared first, so dropped last: after every lock this step takes is let go.
+        let (next, step) = sc.next();
         let Next::Go {
             id,
             position,
             limit,
             subtree,
-        } = sc.next()
+        } = next
         else {
             return;
         };
@@ -819,7 +861,7 @@ fn run(weak: &Weak<Fs>, sc: &Scrubber) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("scrub: cannot collect work: {e}; pausing the scrub");
-                    let _ = sc.pause(&fs);
+                    let _ = sc.pause_now(&fs);
                     continue;
                 }
             };
@@ -898,6 +940,7 @@ fn run(weak: &Weak<Fs>, sc: &Scrubber) {
         fs.scrub_save(Some(&item), None);
         drop(inner);
         drop(fs);
+        drop(step);
         sc.throttle(id);
     }
 }

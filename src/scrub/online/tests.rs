@@ -360,8 +360,7 @@ fn pause_resume_cancel_and_the_position_survive_a_remount() {
     assert_eq!(ask(&fs, ROOT_INO, Request::Pause).error, None);
     let paused = fs.scrub_status();
     assert_eq!(paused.state, "paused");
-    // Paused: no more reads (the thread only checks between runs, and the pause is taken
-    // between runs under the same lock, so the position cannot move after it).
+    // Paused: no more reads (a pause is answered once the read in flight, if any, is done).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fs.scrub_status().position, paused.position);
     assert_eq!(fs.scrub_status().bytes_read, paused.bytes_read);
