@@ -331,8 +331,8 @@ impl Scrubber {
         block_size: u32,
     ) -> Scrubber {
         let current = current.map(|mut item| {
-            // A read-only mount cannot go on with it (nothing would be saved): it stays as it
-            // is on the device, shown as paused.
+            // A read-only mount does not go on with it by itself (it could not save its
+            // position): it is shown as paused, and runs if resumed, in memory only.
             if read_only {
                 item.state = ScrubState::Paused;
             }
@@ -385,9 +385,11 @@ impl Scrubber {
             });
         match spawned {
             Ok(h) => {
+                // Stored before `inner` is let go, so a shutdown (which sets `stop` under
+                // `inner` first) always finds the handle to join.
+                let old = self.thread.lock().replace(h);
                 drop(inner);
                 // A previous thread has ended (thread_running was false): reap it.
-                let old = self.thread.lock().replace(h);
                 if let Some(old) = old {
                     let _ = old.join();
                 }
@@ -603,13 +605,6 @@ impl Scrubber {
     }
 
     fn resume(self: &Arc<Self>, fs: &Arc<Fs>) -> Reply {
-        if self.read_only {
-            return Reply::error(
-                libc::EROFS,
-                "a read-only mount cannot go on with a saved scrub (it could not save its \
-                 position); cancel it, or mount read-write",
-            );
-        }
         {
             let mut inner = self.inner.lock();
             match inner.current.as_mut() {
