@@ -36,10 +36,12 @@ enum Command {
     /// 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational error,
     /// 16 usage error
     Fsck(FsckArgs),
-    /// Verify every block of an unmounted device or image (data and metadata, every copy),
-    /// name the files of bad data blocks, repair bad metadata copies from good ones.
-    /// Exit status: 0 clean, 1 errors found and all corrected, 2 uncorrectable errors
-    /// found, 4 operational error
+    /// Verify every block (data and metadata, every copy) of a mounted filesystem (online,
+    /// PATH a directory of the mount: only the data under it) or of an unmounted device or
+    /// image; name the files of bad data blocks, repair bad metadata copies from good ones.
+    /// `scrub status|pause|resume|cancel MOUNTPOINT` controls an online scrub. Exit status:
+    /// 0 clean, 1 errors found and all corrected, 2 uncorrectable errors found, 4 operational
+    /// error
     Scrub(ScrubArgs),
     /// What the daemon of a mounted stablefs has seen: checksum errors, repairs, device
     /// errors, bytes read and written, commits, the last scrub. Exit status: 0 printed,
@@ -58,16 +60,41 @@ struct StatusArgs {
 }
 
 #[derive(Args)]
+#[command(
+    override_usage = "stablefs scrub [--json] [--limit RATE] [--background] PATH
+       stablefs scrub status|pause|resume|cancel [--json] MOUNTPOINT",
+    after_help = "Arguments:
+  PATH        An unmounted block device or image file: scrubbed here (offline).
+              A mountpoint, or a directory in a stablefs mount: scrubbed by the daemon
+              (online) while the filesystem is in use; a directory limits the data
+              scrubbed to the files under it (the metadata is always scrubbed whole).
+              Waits for the end, with a progress line on a terminal, unless --background.
+  status|pause|resume|cancel MOUNTPOINT
+              Show, pause, resume or cancel the online scrub of the mount (any path in
+              it). A paused or running scrub keeps its position across unmounts.
+              A single argument is always a PATH: an image named `status` is scrubbed
+              by `stablefs scrub status`.
+
+Exit status:
+  0  clean
+  1  errors found, and all corrected (bad metadata copies rewritten)
+  2  uncorrectable errors found (e.g. a bad data block: data has one copy)
+  4  operational error: nothing (or, cancelled, not everything) was scrubbed
+     Control commands exit 0, or 4 when they could not be done."
+)]
 struct ScrubArgs {
-    /// Print the report as JSON
+    /// Print the report (or the status) as JSON
     #[arg(long)]
     json: bool,
     /// Read at most RATE bytes per second (K, M, G suffixes: powers of 1024)
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     limit: Option<u64>,
-    /// Block device or image file (not mounted)
-    #[arg(value_name = "PATH")]
-    path: PathBuf,
+    /// Online: start the scrub and return at once, without waiting for it
+    #[arg(long)]
+    background: bool,
+    /// [status|pause|resume|cancel] PATH
+    #[arg(value_name = "PATH", num_args = 1..=2, required = true, hide = true)]
+    args: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -190,7 +217,19 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Status(args) => Ok(cli::status::run(&args.path, args.json)),
         Command::Scrub(args) => {
             init_logging(None);
-            Ok(cli::scrub::run(&args.path, args.limit, args.json))
+            // One argument: a path. Two: a command word, then a path (see cli::scrub).
+            let (control, path) = match args.args.as_slice() {
+                [path] => (None, path),
+                [word, path] => (Some(word.to_str().unwrap_or("?")), path),
+                _ => return Err("scrub: give a PATH, or a command and a MOUNTPOINT".into()),
+            };
+            Ok(cli::scrub::run(&cli::scrub::ScrubCommand {
+                path,
+                limit: args.limit,
+                json: args.json,
+                background: args.background,
+                control,
+            }))
         }
         Command::Mount(args) => {
             let log = args.log.as_ref().map(open_log).transpose()?;
@@ -276,6 +315,35 @@ mod tests {
         assert!(parse(&["mkfs", "--block-size", "8T", "x.img"]).is_err());
         assert!(parse(&["mkfs", "--label", &"x".repeat(65), "x.img"]).is_err());
         assert!(parse(&["mkfs"]).is_err());
+    }
+
+    #[test]
+    fn scrub_arguments() {
+        let Command::Scrub(s) = parse(&["scrub", "--limit", "10M", "x.img"])
+            .unwrap()
+            .command
+        else {
+            panic!("not scrub")
+        };
+        assert_eq!(
+            (s.limit, s.args),
+            (Some(10 << 20), vec![PathBuf::from("x.img")])
+        );
+        // A single word is a path, even a command word.
+        let Command::Scrub(s) = parse(&["scrub", "status"]).unwrap().command else {
+            panic!("not scrub")
+        };
+        assert_eq!(s.args, [PathBuf::from("status")]);
+        let Command::Scrub(s) = parse(&["scrub", "pause", "--json", "/mnt"])
+            .unwrap()
+            .command
+        else {
+            panic!("not scrub")
+        };
+        assert!(s.json);
+        assert_eq!(s.args, [PathBuf::from("pause"), PathBuf::from("/mnt")]);
+        assert!(parse(&["scrub"]).is_err());
+        assert!(parse(&["scrub", "a", "b", "c"]).is_err());
     }
 
     #[test]

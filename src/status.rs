@@ -2,6 +2,9 @@
 //! the mountpoint (any file or directory of the mount works; the kernel passes the ioctl to
 //! the daemon, which answers with this report as JSON).
 //!
+//! The last scrub is the last *finished* online scrub, from its record in the tree; a running
+//! one is shown by `stablefs scrub status` (`crate::scrub::control`).
+//!
 //! The ioctl is `STATUS_IOCTL`, `_IOR('S', 1, [u8; STATUS_BYTES])`: a "restricted" FUSE ioctl
 //! (its size and direction are in its number), so no special mount option is needed. The
 //! reply is the JSON text, padded with NULs to `STATUS_BYTES`.
@@ -42,9 +45,9 @@ pub struct Status {
     pub commits: u64,
     /// Seconds since the mount.
     pub mounted_secs: u64,
-    /// The last scrub of this filesystem: none yet (online scrub is not built; an offline
-    /// scrub reports on its own).
-    pub last_scrub: Option<String>,
+    /// The last finished online scrub of this filesystem (kept on the device, so it survives
+    /// remounts); `None` if there has been none. An offline scrub reports on its own.
+    pub last_scrub: Option<crate::scrub::control::LastScrub>,
 }
 
 impl Status {
@@ -77,7 +80,10 @@ impl Status {
             w = self.bytes_written as f64 / f64::from(1 << 20),
             commits = self.commits,
             secs = self.mounted_secs,
-            scrub = self.last_scrub.as_deref().unwrap_or("never"),
+            scrub = self
+                .last_scrub
+                .as_ref()
+                .map_or("never".to_string(), |l| l.to_text()),
         )
     }
 }

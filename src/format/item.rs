@@ -14,6 +14,8 @@
 //! (ino,   UNWRITTEN, file block)      blocks u64: a run of file blocks reserved by fallocate and
 //!                                     never written (reads see zeros; no device blocks yet)
 //! (0,     UNWRITTEN, ino)             blocks u64: the total of ino's UNWRITTEN runs
+//! (0,     SCRUB,    0 or 1)           ScrubItem, 128 bytes: the running or paused online scrub
+//!                                     (0) and the last finished one (1); see `format::scrub`
 //!
 //! InodeItem
 //!   0 mode u32 | 4 uid u32 | 8 gid u32 | 12 nlink u32 | 16 size u64 | 24 blocks u64 (allocated)
@@ -36,7 +38,8 @@ pub const KIND_EXTENT: u8 = 5;
 pub const KIND_SYMLINK: u8 = 6;
 pub const KIND_ORPHAN: u8 = 7;
 pub const KIND_UNWRITTEN: u8 = 8;
-/// Object id of filesystem-wide items (orphans, unwritten totals).
+pub const KIND_SCRUB: u8 = 9;
+/// Object id of filesystem-wide items (orphans, unwritten totals, the scrub's record).
 pub const OBJECT_FS: u64 = 0;
 /// First cookie handed to real entries; 1 and 2 are "." and "..".
 pub const FIRST_COOKIE: u64 = 3;

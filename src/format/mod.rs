@@ -25,12 +25,14 @@ mod codec;
 pub mod item;
 pub mod node;
 pub mod ptr;
+pub mod scrub;
 pub mod superblock;
 
 pub use codec::{Dec, Enc};
 pub use item::*;
 pub use node::*;
 pub use ptr::*;
+pub use scrub::*;
 pub use superblock::*;
 
 /// The format version this code writes and reads.

@@ -8,6 +8,7 @@ mod blockbuf;
 mod data;
 mod fileops;
 mod ops;
+mod scrub;
 mod state;
 mod types;
 
@@ -109,6 +110,8 @@ pub struct Fs {
     chunk_pool: BufPool,
     /// Buffers for the device reads of one request (up to `MAX_RUN_BYTES`).
     run_pool: BufPool,
+    /// The online scrub (`crate::scrub::online`).
+    scrub: Arc<crate::scrub::online::Scrubber>,
 }
 
 /// A placed batch: its writes, and whether placing stopped early (ENOSPC).
@@ -164,6 +167,7 @@ impl Fs {
             block_size: bs,
         };
         state.reserved_blocks = state.load_reserved_blocks()?;
+        let scrubber = Arc::new(scrub::load_scrubber(&mut state, read_only));
         let fs = Arc::new(Fs {
             dev,
             bs,
@@ -193,6 +197,7 @@ impl Fs {
                 (DIRTY_HARD_BYTES / CHUNK_BYTES as u64) as usize + 16,
             ),
             run_pool: BufPool::new(MAX_RUN_BYTES, 16),
+            scrub: scrubber,
         });
         if !read_only {
             if !orphans.is_empty() {
@@ -211,6 +216,8 @@ impl Fs {
                 .spawn(move || committer_loop(weak, kick))
                 .map_err(Error::Io)?;
             *fs.committer.lock() = Some(handle);
+            // A scrub that was running at the last commit goes on.
+            fs.scrub.spawn(&fs);
         }
         Ok(fs)
     }
@@ -221,6 +228,8 @@ impl Fs {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // The scrub's position is in the tree already: the commit below makes it durable.
+        self.scrub.shutdown();
         self.kick_committer();
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
@@ -294,7 +303,7 @@ impl Fs {
             bytes_written: c.bytes_written,
             commits: c.commits,
             mounted_secs: self.mounted_at.elapsed().as_secs(),
-            last_scrub: None,
+            last_scrub: self.scrub.last(),
         }
     }
 
@@ -716,6 +725,7 @@ impl Drop for Fs {
         // the background writer finds the filesystem gone and ends.
         self.shut_down.store(true, Ordering::SeqCst);
         self.kick.wake();
+        self.scrub.stop_soon();
     }
 }
 

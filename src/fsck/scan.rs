@@ -12,8 +12,9 @@ use crate::error::Error;
 use crate::format::{
     decode_block_count, decode_dirent_bucket, decode_dirindex, decode_node, decode_xattr_bucket,
     max_item_value, name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key, NodeBody,
-    NodeIdentity, Superblock, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN,
-    KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR, OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS,
+    NodeIdentity, ScrubItem, Superblock, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE,
+    KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR, OBJECT_FS, SB_SIZE,
+    SB_SLOT_OFFSETS, SCRUB_CURRENT, SCRUB_LAST,
 };
 use crate::txn::identity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -544,9 +545,9 @@ impl Scan {
 
     fn decode_item(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> Result<(), ItemError> {
         let undecodable = |e: Error| ItemError::Undecodable(e.to_string());
-        if k.object == OBJECT_FS && k.kind != KIND_ORPHAN && k.kind != KIND_UNWRITTEN {
+        if k.object == OBJECT_FS && ![KIND_ORPHAN, KIND_UNWRITTEN, KIND_SCRUB].contains(&k.kind) {
             return Err(ItemError::Unknown(
-                "only ORPHAN and UNWRITTEN-total items live under object 0".into(),
+                "only ORPHAN, UNWRITTEN-total and SCRUB items live under object 0".into(),
             ));
         }
         match k.kind {
@@ -620,6 +621,14 @@ impl Scan {
                     ));
                 }
                 self.orphans.insert(k.offset);
+            }
+            KIND_SCRUB => {
+                if k.object != OBJECT_FS || ![SCRUB_CURRENT, SCRUB_LAST].contains(&k.offset) {
+                    return Err(ItemError::Unknown(
+                        "a SCRUB item must be (0, SCRUB, 0 or 1)".into(),
+                    ));
+                }
+                ScrubItem::decode(v, k.offset, self.sb.total_blocks).map_err(undecodable)?;
             }
             other => return Err(ItemError::Unknown(format!("unknown item kind {other}"))),
         }

@@ -899,3 +899,59 @@ fn a_truncated_image_is_reported_without_reading_past_its_end() {
     assert_eq!(checks(&r), vec![Check::DeviceTooSmall]);
     assert!(!r.repair.unwrap().committed);
 }
+
+#[test]
+fn the_scrub_record_is_accepted_and_checked() {
+    use crate::format::{ScrubItem, ScrubState, KIND_SCRUB, SCRUB_CURRENT, SCRUB_LAST};
+    let dev = new_dev();
+    let item = |state, finished| ScrubItem {
+        state,
+        id: 7,
+        position: 100,
+        subtree: ROOT_INO,
+        limit: 0,
+        started: 1,
+        finished,
+        elapsed_ms: 5,
+        bytes_read: 4096,
+        data_blocks: 1,
+        metadata_nodes: 1,
+        metadata_copies: 1,
+        corrected: 0,
+        uncorrectable: 0,
+    };
+    commit_with(&dev, |m| {
+        let current = item(ScrubState::Paused, 0).encode();
+        let last = item(ScrubState::Clean, 2).encode();
+        m.tree
+            .insert(Key::new(OBJECT_FS, KIND_SCRUB, SCRUB_CURRENT), current)
+            .unwrap();
+        m.tree
+            .insert(Key::new(OBJECT_FS, KIND_SCRUB, SCRUB_LAST), last)
+            .unwrap();
+    });
+    assert_clean(&fsck_dev(&dev, false));
+    // A record that does not decode (a finished state as the current scrub), and one under a
+    // key no scrub record has.
+    commit_with(&dev, |m| {
+        let bad = item(ScrubState::Clean, 2).encode();
+        m.tree
+            .insert(Key::new(OBJECT_FS, KIND_SCRUB, SCRUB_CURRENT), bad)
+            .unwrap();
+        let stray = item(ScrubState::Clean, 2).encode();
+        m.tree
+            .insert(Key::new(OBJECT_FS, KIND_SCRUB, 2), stray)
+            .unwrap();
+    });
+    let r = fsck_dev(&dev, false);
+    assert_eq!(
+        checks(&r),
+        [Check::ItemUndecodable, Check::UnknownItem],
+        "{}",
+        r.to_text()
+    );
+    // The filesystem still mounts: the bad record is ignored (and replaced by the next scrub).
+    let fs = mount(&dev);
+    assert_eq!(fs.scrub_status().state, "idle");
+    assert_eq!(fs.status().last_scrub.unwrap().result, "clean");
+}

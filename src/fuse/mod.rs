@@ -731,22 +731,35 @@ impl Filesystem for StableFuse {
             .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
     }
 
-    /// One ioctl: `stablefs status` (`crate::status::STATUS_IOCTL`), on any file or directory
-    /// of the mount. Anything else is ENOTTY, as a filesystem without ioctls answers, and
-    /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
-    /// into a flood).
+    /// Two ioctls, on any file or directory of the mount: `stablefs status`
+    /// (`crate::status::STATUS_IOCTL`) and the online scrub's control channel
+    /// (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is issued on).
+    /// Anything else is ENOTTY, as a filesystem without ioctls answers, and quietly (fuser's
+    /// default logs a warning per call, which programs probing ioctls turn into a flood).
     fn ioctl(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
         cmd: u32,
-        _in_data: &[u8],
+        in_data: &[u8],
         out_size: u32,
         reply: ReplyIoctl,
     ) {
+        use crate::scrub::control::{self, SCRUB_BYTES, SCRUB_IOCTL};
         use crate::status::{STATUS_BYTES, STATUS_IOCTL};
+        if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
+            let answer = match control::decode(in_data) {
+                Ok(request) => self.fs.scrub_request(req.uid(), ino.0, request),
+                Err(e) => control::Reply::error(libc::EINVAL, format!("bad request: {e}")),
+            };
+            match control::encode(&answer) {
+                Some(bytes) => reply.ioctl(0, &bytes),
+                None => reply.error(fuser::Errno::from_i32(libc::EOVERFLOW)),
+            }
+            return;
+        }
         if cmd != STATUS_IOCTL || out_size < STATUS_BYTES {
             reply.error(fuser::Errno::from_i32(libc::ENOTTY));
             return;

@@ -1,9 +1,14 @@
-//! Offline scrub: verifies every block the last commit references, data and metadata, every
-//! copy, on an unmounted device; names the files (every hard link) and offsets of bad data
-//! blocks and the tree nodes of bad metadata blocks; rewrites a bad copy of a node from the
-//! good one.
+//! Scrub: verifies every block the filesystem references, data and metadata, every copy;
+//! names the files (every hard link) and offsets of bad data blocks and the tree nodes of bad
+//! metadata blocks; rewrites a bad copy of a node from the good one. Both kinds report in the
+//! same shape (`ScrubReport`).
 //!
-//! Order of work:
+//! - this module: the offline scrub, of an unmounted device (below);
+//! - `online`: the online scrub, run by a mounted filesystem's daemon on a thread of its own,
+//!   with pause, resume, cancel and a position kept in the tree across remounts;
+//! - `control`: the ioctl through which `stablefs scrub` drives the online scrub.
+//!
+//! Offline, in this order:
 //! 1. the superblocks are read (both slots) and the tree opened and walked as a mount does:
 //!    every node's first copy is read and verified, a bad one is served from the second copy
 //!    and rewritten (`TreeIo` heal); nodes bad in both copies are lost, with what is below them;
@@ -13,6 +18,8 @@
 //!
 //! Data has one copy (`copies=2` is to come), so a bad data block is reported, not repaired.
 
+pub mod control;
+pub mod online;
 mod report;
 
 pub use report::{BadBlock, Damage, ScrubReport};

@@ -1,11 +1,11 @@
 //! What a scrub found, as text and as JSON (`serde`), and the exit status it implies.
 
 use super::{EXIT_CLEAN, EXIT_CORRECTED, EXIT_UNCORRECTABLE};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// One bad block.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BadBlock {
     /// Device block number.
     pub block: u64,
@@ -18,7 +18,7 @@ pub struct BadBlock {
 }
 
 /// What a bad block belongs to.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Damage {
     /// File data: the inode, the byte offset in the file, and every path that reaches it
@@ -33,7 +33,8 @@ pub enum Damage {
     Metadata { node: u64, level: u8, copy: u8 },
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+/// Deserializable too: the online scrub's report comes from the daemon as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScrubReport {
     /// The commit scrubbed.
     pub generation: u64,
@@ -42,7 +43,7 @@ pub struct ScrubReport {
     pub metadata_copies: u64,
     pub data_blocks: u64,
     pub bytes_read: u64,
-    #[serde(serialize_with = "seconds")]
+    #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub elapsed: Duration,
     pub bad: Vec<BadBlock>,
     /// Tree nodes bad in every copy, and items that did not decode: what is below them was
@@ -51,8 +52,9 @@ pub struct ScrubReport {
     pub superblock_notes: Vec<String>,
     pub corrected: u64,
     pub uncorrectable: u64,
-    /// "clean", "corrected" or "uncorrectable".
-    pub result: &'static str,
+    /// "clean", "corrected" or "uncorrectable" ("cancelled": an online scrub stopped early).
+    #[serde(deserialize_with = "result_name")]
+    pub result: ResultName,
     pub exit_code: u8,
 }
 
@@ -60,13 +62,41 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
+fn from_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+}
+
+/// A result's name. (An alias: serde would otherwise borrow a `&str` field from its input,
+/// which a `'static` one cannot be.)
+pub type ResultName = &'static str;
+
+/// The results a report can have.
+pub const RESULTS: [&str; 4] = ["clean", "corrected", "uncorrectable", "cancelled"];
+
+fn result_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    RESULTS
+        .iter()
+        .find(|r| **r == name)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown scrub result {name:?}")))
+}
+
 impl ScrubReport {
     /// Counts, result and exit status from `bad` and `lost_metadata`.
     pub(super) fn finish(&mut self) {
-        self.bad.sort_by_key(|b| b.block);
-        self.corrected = self.bad.iter().filter(|b| b.repaired).count() as u64;
-        self.uncorrectable = self.bad.iter().filter(|b| !b.repaired).count() as u64
+        let corrected = self.bad.iter().filter(|b| b.repaired).count() as u64;
+        let uncorrectable = self.bad.iter().filter(|b| !b.repaired).count() as u64
             + self.lost_metadata.len() as u64;
+        self.finish_with(corrected, uncorrectable);
+    }
+
+    /// Result and exit status from counts given (an online scrub resumed after a remount
+    /// counts findings from before it that `bad` no longer lists).
+    pub(super) fn finish_with(&mut self, corrected: u64, uncorrectable: u64) {
+        self.bad.sort_by_key(|b| b.block);
+        (self.corrected, self.uncorrectable) = (corrected, uncorrectable);
         (self.result, self.exit_code) = if self.uncorrectable > 0 {
             ("uncorrectable", EXIT_UNCORRECTABLE)
         } else if self.corrected > 0 {

@@ -200,11 +200,39 @@ impl TreeIo {
 
     /// Puts the verified bytes `good` back at `bad`, one copy of a live node. True if it did.
     pub fn heal_copy(&self, bad: BlockNo, good: &AlignedBuf) -> bool {
-        if !self.heal.load(Ordering::Relaxed) {
+        self.healer().heal_copy(bad, good)
+    }
+
+    /// What `heal_copy` needs, detached from the tree, for a caller that heals after it has
+    /// let go of the lock the tree lives under (the online scrub).
+    pub fn healer(&self) -> Healer {
+        Healer {
+            dev: self.dev.clone(),
+            block_size: self.id.block_size,
+            heal: self.heal.load(Ordering::Relaxed),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// Rewrites bad node copies from good ones (see `TreeIo::healer`).
+pub struct Healer {
+    dev: Arc<dyn BlockDevice>,
+    block_size: u32,
+    /// Whether writing is allowed (`TreeIo::heal` when the healer was made).
+    heal: bool,
+    stats: Arc<TreeStats>,
+}
+
+impl Healer {
+    /// Puts the verified bytes `good` back at `bad`, one copy of a live node. True if it did.
+    /// The caller makes sure `bad` is still a copy of that node (not freed and reused).
+    pub fn heal_copy(&self, bad: BlockNo, good: &AlignedBuf) -> bool {
+        if !self.heal {
             log::warn!("metadata block {bad}: using its other copy (not rewritten: read-only)");
             return false;
         }
-        match self.dev.write_at(bad.offset(self.id.block_size), &[good]) {
+        match self.dev.write_at(bad.offset(self.block_size), &[good]) {
             Ok(()) => {
                 self.stats.repaired.fetch_add(1, Ordering::Relaxed);
                 log::warn!("metadata block {bad}: rewritten from its other copy");
@@ -415,6 +443,31 @@ impl Tree {
     /// Visits every node and item, loading (and so verifying) the whole tree.
     pub fn walk(&mut self, f: &mut dyn FnMut(Visit) -> Result<()>) -> Result<()> {
         walk_rec(&self.io, &mut self.root, f, &mut None)
+    }
+
+    /// The committed pointer of the node at tree level `level` on the path to `key` (`None`:
+    /// that node has changed since the last commit, or the tree is not that tall). Scrub asks
+    /// this, with a key that lies below a node it found earlier, to learn whether that node
+    /// (so both its blocks) is still in the tree: an unchanged node's subtree is unchanged, so
+    /// the key still leads to it.
+    pub fn node_ptr_at(&mut self, key: &Key, level: u8) -> Result<Option<BlockPtr>> {
+        let io = &self.io;
+        let mut node = &mut *self.root;
+        if node.level < level {
+            return Ok(None);
+        }
+        while node.level > level {
+            let Body::Inner(children) = &mut node.body else {
+                return Ok(None);
+            };
+            if children.is_empty() {
+                return Ok(None);
+            }
+            let i = child_index(children, key);
+            let below = node.level - 1;
+            node = load_child(io, &mut children[i].1, below)?;
+        }
+        Ok(node.disk)
     }
 
     /// Like `walk`, but a subtree whose node fails to load or verify is skipped and its error
