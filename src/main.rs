@@ -102,6 +102,10 @@ struct MkfsArgs {
     /// Copies of every metadata block: 2 (DUP, far apart on the device; the default) or 1
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
     metadata_copies: Option<u8>,
+    /// Copies of every data block: 1 (the default) or 2 (copies=2: twice the writes and the
+    /// space; a bad block is served and repaired from the other copy, far apart on the device)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    copies: Option<u8>,
     /// Block device or image file
     #[arg(value_name = "PATH")]
     path: PathBuf,
@@ -182,6 +186,7 @@ fn run(command: Command) -> Result<u8, String> {
                 label: args.label.unwrap_or_default(),
                 force: args.force,
                 metadata_copies: args.metadata_copies.unwrap_or(defaults.metadata_copies),
+                data_copies: args.copies.unwrap_or(defaults.data_copies),
             };
             cli::mkfs::run(&args.path, args.size, &opts).map(|()| 0)
         }
