@@ -283,7 +283,11 @@ mod tests {
         let mut a = Allocator::new(100, 1100);
         assert_eq!(a.alloc(10), Some((100, 10)));
         assert_eq!(a.alloc_far_run(100, 10), Some((600, 10)));
-        assert_eq!(a.alloc_far_run(110, 10), Some((610, 10)), "sequential stays sequential");
+        assert_eq!(
+            a.alloc_far_run(110, 10),
+            Some((610, 10)),
+            "sequential stays sequential"
+        );
         assert_eq!(a.alloc(5), Some((110, 5)), "the cursor did not move");
         assert_eq!(a.free_blocks(), 1000 - 35);
         assert!(!a.mark_used(605, 1) && !a.mark_used(615, 1));

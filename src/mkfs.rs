@@ -4,8 +4,7 @@ use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::{
     valid_block_size, BlockPtr, InodeItem, Key, Superblock, FEATURE_INCOMPAT_DATA_COPIES,
-    FEATURE_RO_COMPAT_METADATA_DUP,
-    KIND_INODE, LABEL_MAX, RESERVED_BYTES,
+    FEATURE_RO_COMPAT_METADATA_DUP, KIND_INODE, LABEL_MAX, RESERVED_BYTES,
 };
 use crate::fs::{Timespec, ROOT_INO};
 use crate::txn::{write_commit, Meta};

@@ -376,7 +376,8 @@ impl ExtentItem {
         if n == 0 || d.remaining() != 4 * n {
             return d.corrupt(format_args!("{n} blocks but {} crc bytes", d.remaining()));
         }
-        let inside = |s: u64| matches!(s.checked_add(n as u64), Some(end) if s >= first && end <= total);
+        let inside =
+            |s: u64| matches!(s.checked_add(n as u64), Some(end) if s >= first && end <= total);
         if !inside(disk_start) {
             return d.corrupt(format_args!(
                 "extent {disk_start}+{n} outside [{first}, {total})"

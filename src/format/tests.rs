@@ -196,9 +196,15 @@ fn extent_with_a_second_copy_round_trips_and_is_checked() {
     assert_eq!(bytes.len(), 28 + 12);
     assert_eq!(ExtentItem::decode(&bytes, 64, 1000).unwrap(), ext);
     assert_eq!(ext.runs().collect::<Vec<_>>(), vec![(100, 3), (500, 3)]);
-    assert_eq!((ext.block_of(0, 2), ext.block_of(1, 2)), (Some(102), Some(502)));
+    assert_eq!(
+        (ext.block_of(0, 2), ext.block_of(1, 2)),
+        (Some(102), Some(502))
+    );
     let s = ext.slice(1, 3);
-    assert_eq!((s.disk_start, s.copy_start, s.crcs), (101, Some(501), vec![2, 3]));
+    assert_eq!(
+        (s.disk_start, s.copy_start, s.crcs),
+        (101, Some(501), vec![2, 3])
+    );
     // The copy must lie inside the device.
     assert!(ExtentItem::decode(&bytes, 64, 502).is_err());
     let below = ExtentItem {
@@ -217,14 +223,20 @@ fn extent_with_a_second_copy_round_trips_and_is_checked() {
             copy_start: Some(c),
             ..ext.clone()
         };
-        assert!(ExtentItem::decode(&overlap.encode(), 64, 1000).is_err(), "copy at {c}");
+        assert!(
+            ExtentItem::decode(&overlap.encode(), 64, 1000).is_err(),
+            "copy at {c}"
+        );
     }
     for c in [97, 103] {
         let touching = ExtentItem {
             copy_start: Some(c),
             ..ext.clone()
         };
-        assert!(ExtentItem::decode(&touching.encode(), 64, 1000).is_ok(), "copy at {c}");
+        assert!(
+            ExtentItem::decode(&touching.encode(), 64, 1000).is_ok(),
+            "copy at {c}"
+        );
     }
     // The flag and the length must agree: a flagged item without its copy field, or an
     // unflagged one with it, does not decode.

@@ -548,9 +548,9 @@ impl Fs {
                 let offset = (first_fb + k as u64) * bs as u64;
                 let bytes = &mut buf[(k - i) * bs..(k - i + 1) * bs];
                 let bad = match &run_read {
-                    Ok(()) => Some(block_crc(bytes)).filter(|&got| got != crc).map(|got| {
-                        format!("crc {got:#010x}, expected {crc:#010x}")
-                    }),
+                    Ok(()) => Some(block_crc(bytes))
+                        .filter(|&got| got != crc)
+                        .map(|got| format!("crc {got:#010x}, expected {crc:#010x}")),
                     // The run failed as a whole: this block alone may still read.
                     Err(_) => self.read_one(a, crc, bytes).err(),
                 };
@@ -756,6 +756,8 @@ fn over_soft(st: &State, bs: u32) -> bool {
     st.dirty_blocks * u64::from(bs) > DIRTY_SOFT_BYTES
 }
 
+#[cfg(test)]
+mod copies_tests;
 #[cfg(test)]
 mod fileops_tests;
 #[cfg(test)]
