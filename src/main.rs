@@ -37,7 +37,8 @@ enum Command {
     /// 16 usage error
     Fsck(FsckArgs),
     /// Verify every block of an unmounted device or image (data and metadata, every copy),
-    /// name the files of bad data blocks, repair bad metadata copies from good ones.
+    /// name the files of bad data blocks, repair bad metadata (and copies=2 data) copies from
+    /// good ones.
     /// Exit status: 0 clean, 1 errors found and all corrected, 2 uncorrectable errors
     /// found, 4 operational error
     Scrub(ScrubArgs),

@@ -115,4 +115,27 @@ mod tests {
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
         assert!(s.to_text().contains("last scrub: never"));
     }
+
+    #[test]
+    fn data_copy_counters_are_shown_and_old_reports_still_parse() {
+        let s = Status {
+            data_copies: 2,
+            data_bad_copies: 3,
+            data_repairs: 2,
+            ..Status::default()
+        };
+        assert!(
+            s.to_text()
+                .contains("data (2 copies): 3 bad copies, 2 repaired from the other copy"),
+            "{}",
+            s.to_text()
+        );
+        // The JSON of a daemon from before data copies: the new fields default to zero.
+        let mut v = serde_json::to_value(&s).unwrap();
+        for k in ["data_copies", "data_bad_copies", "data_repairs"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let old: Status = serde_json::from_value(v).unwrap();
+        assert_eq!((old.data_copies, old.data_repairs), (0, 0));
+    }
 }
