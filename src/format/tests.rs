@@ -271,6 +271,24 @@ proptest! {
     }
 
     #[test]
+    fn extents_round_trip_and_decode_checks_both_copies(
+        start in 0u64..2000, copy in proptest::option::of(0u64..2000), n in 1usize..20, gen in any::<u64>()
+    ) {
+        let e = ExtentItem { disk_start: start, copy_start: copy, birth_gen: gen, crcs: (0..n as u32).collect() };
+        let (first, total, n) = (64u64, 1000u64, n as u64);
+        let inside = |s: u64| s >= first && s + n <= total;
+        let valid = inside(start)
+            && copy.is_none_or(|c| inside(c) && (c + n <= start || start + n <= c));
+        match ExtentItem::decode(&e.encode(), first, total) {
+            Ok(back) => {
+                prop_assert!(valid);
+                prop_assert_eq!(back, e);
+            }
+            Err(_) => prop_assert!(!valid),
+        }
+    }
+
+    #[test]
     fn node_with_valid_header_and_random_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..4032), n in any::<u16>(), used in any::<u32>(), level in 0u8..2) {
         let mut b = vec![0u8; 4096];
         b[0..4].copy_from_slice(&NODE_MAGIC.to_le_bytes());
