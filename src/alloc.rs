@@ -132,6 +132,51 @@ impl Allocator {
         Some(b)
     }
 
+    /// Allocates up to `want` contiguous blocks about half the device away from `near` (the
+    /// second copy of a data extent under `copies=2`): the free extent holding that point if
+    /// `want` blocks fit from there, else the first free extent after it (wrapping around) that
+    /// holds `want`, else the largest free extent (fewer blocks: the caller shortens the first
+    /// copy to match). The cursor of `alloc` stays where it is. `None` when the device is full.
+    pub fn alloc_far_run(&mut self, near: u64, want: u64) -> Option<Extent> {
+        debug_assert!(want > 0);
+        let span = self.total.checked_sub(self.first).filter(|&s| s > 0)?;
+        let target = self.first + (near.saturating_sub(self.first) + span / 2) % span;
+        let containing = self
+            .free
+            .range(..=target)
+            .next_back()
+            .filter(|(&s, &l)| s + l >= target.saturating_add(want))
+            .map(|(&s, &l)| (s, l, target));
+        let fits = |(&s, &l): (&u64, &u64)| (l >= want).then_some((s, l, s));
+        let (s, l, b) = containing
+            .or_else(|| self.free.range(target..).find_map(fits))
+            .or_else(|| self.free.range(..target).find_map(fits))
+            .or_else(|| {
+                self.free
+                    .iter()
+                    .max_by_key(|(_, &l)| l)
+                    .map(|(&s, &l)| (s, l, s))
+            })?;
+        let n = want.min(s + l - b);
+        self.free.remove(&s);
+        if b > s {
+            self.free.insert(s, b - s);
+        }
+        if b + n < s + l {
+            self.free.insert(b + n, s + l - b - n);
+        }
+        self.free_blocks -= n;
+        Some((b, n))
+    }
+
+    /// Gives back blocks just allocated and never referenced by any commit (a run shortened
+    /// before use): free at once, with no commit to wait for.
+    pub fn unalloc(&mut self, start: u64, len: u64) {
+        if len > 0 {
+            self.insert_free(start, len);
+        }
+    }
+
     /// Frees an extent once the commit being built is durable.
     pub fn free_later(&mut self, start: u64, len: u64) {
         if len > 0 {
@@ -231,6 +276,45 @@ mod tests {
         let mut full = Allocator::new(0, 2);
         assert!(full.mark_used(0, 2));
         assert_eq!(full.alloc_far(0), None);
+    }
+
+    #[test]
+    fn alloc_far_run_takes_a_run_half_the_device_away() {
+        let mut a = Allocator::new(100, 1100);
+        assert_eq!(a.alloc(10), Some((100, 10)));
+        assert_eq!(a.alloc_far_run(100, 10), Some((600, 10)));
+        assert_eq!(
+            a.alloc_far_run(110, 10),
+            Some((610, 10)),
+            "sequential stays sequential"
+        );
+        assert_eq!(a.alloc(5), Some((110, 5)), "the cursor did not move");
+        assert_eq!(a.free_blocks(), 1000 - 35);
+        assert!(!a.mark_used(605, 1) && !a.mark_used(615, 1));
+        // The point's own free extent is too short from there: the next that holds the run.
+        let mut b = Allocator::new(0, 100);
+        assert!(b.mark_used(53, 1));
+        assert_eq!(b.alloc_far_run(0, 5), Some((54, 5)));
+        // Wraps around to the start.
+        let mut c = Allocator::new(0, 100);
+        assert!(c.mark_used(40, 60));
+        assert_eq!(c.alloc_far_run(0, 8), Some((0, 8)));
+        // No free extent holds the whole run: the largest one, shorter.
+        let mut d = Allocator::new(0, 20);
+        assert!(d.mark_used(3, 1) && d.mark_used(10, 1));
+        assert_eq!(d.alloc_far_run(0, 15), Some((11, 9)));
+        let mut full = Allocator::new(0, 2);
+        assert!(full.mark_used(0, 2));
+        assert_eq!(full.alloc_far_run(0, 1), None);
+    }
+
+    #[test]
+    fn unalloc_returns_blocks_at_once() {
+        let mut a = Allocator::new(0, 100);
+        assert_eq!(a.alloc(10), Some((0, 10)));
+        a.unalloc(6, 4);
+        assert_eq!(a.free_blocks(), 94);
+        assert_eq!(a.free_extents().collect::<Vec<_>>(), vec![(6, 94)]);
     }
 
     #[test]

@@ -38,7 +38,8 @@ enum Command {
     Fsck(FsckArgs),
     /// Verify every block (data and metadata, every copy) of a mounted filesystem (online,
     /// PATH a directory of the mount: only the data under it) or of an unmounted device or
-    /// image; name the files of bad data blocks, repair bad metadata copies from good ones.
+    /// image; name the files of bad data blocks, repair bad metadata copies (and data copies,
+    /// with copies=2) from good ones.
     /// `scrub status|pause|resume|cancel MOUNTPOINT` controls an online scrub. Exit status:
     /// 0 clean, 1 errors found and all corrected, 2 uncorrectable errors found, 4 operational
     /// error
@@ -129,6 +130,10 @@ struct MkfsArgs {
     /// Copies of every metadata block: 2 (DUP, far apart on the device; the default) or 1
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
     metadata_copies: Option<u8>,
+    /// Copies of every data block: 1 (the default) or 2 (copies=2: twice the writes and the
+    /// space; a bad block is served and repaired from the other copy, far apart on the device)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    copies: Option<u8>,
     /// Block device or image file
     #[arg(value_name = "PATH")]
     path: PathBuf,
@@ -209,6 +214,7 @@ fn run(command: Command) -> Result<u8, String> {
                 label: args.label.unwrap_or_default(),
                 force: args.force,
                 metadata_copies: args.metadata_copies.unwrap_or(defaults.metadata_copies),
+                data_copies: args.copies.unwrap_or(defaults.data_copies),
             };
             cli::mkfs::run(&args.path, args.size, &opts).map(|()| 0)
         }

@@ -3,8 +3,8 @@
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::{
-    valid_block_size, BlockPtr, InodeItem, Key, Superblock, FEATURE_RO_COMPAT_METADATA_DUP,
-    KIND_INODE, LABEL_MAX, RESERVED_BYTES,
+    valid_block_size, BlockPtr, InodeItem, Key, Superblock, FEATURE_INCOMPAT_DATA_COPIES,
+    FEATURE_RO_COMPAT_METADATA_DUP, KIND_INODE, LABEL_MAX, RESERVED_BYTES,
 };
 use crate::fs::{Timespec, ROOT_INO};
 use crate::txn::{write_commit, Meta};
@@ -21,6 +21,9 @@ pub struct MkfsOptions {
     pub force: bool,
     /// Copies of every metadata block: 2 (DUP, the default) or 1.
     pub metadata_copies: u8,
+    /// Copies of every data block: 1 (the default) or 2 (`copies=2`: twice the writes and
+    /// the space, and a bad block is repaired from the other copy).
+    pub data_copies: u8,
 }
 
 impl Default for MkfsOptions {
@@ -30,6 +33,7 @@ impl Default for MkfsOptions {
             label: String::new(),
             force: false,
             metadata_copies: 2,
+            data_copies: 1,
         }
     }
 }
@@ -42,6 +46,7 @@ pub struct MkfsReport {
     pub block_size: u32,
     pub total_blocks: u64,
     pub metadata_copies: u8,
+    pub data_copies: u8,
 }
 
 /// Formats `dev`. Refuses (with `Error::Invalid` naming what was found) to overwrite a
@@ -63,6 +68,12 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
         return Err(Error::Invalid(format!(
             "{} metadata copies: 1 or 2 are possible",
             opts.metadata_copies
+        )));
+    }
+    if !matches!(opts.data_copies, 1 | 2) {
+        return Err(Error::Invalid(format!(
+            "{} data copies: 1 or 2 are possible",
+            opts.data_copies
         )));
     }
     if opts.label.len() > LABEL_MAX {
@@ -104,7 +115,11 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
         } else {
             0
         },
-        incompat: 0,
+        incompat: if opts.data_copies == 2 {
+            FEATURE_INCOMPAT_DATA_COPIES
+        } else {
+            0
+        },
         uuid,
         block_size: bs,
         slot: 0,
@@ -133,6 +148,7 @@ pub fn mkfs(dev: Arc<dyn BlockDevice>, opts: &MkfsOptions) -> Result<MkfsReport>
         block_size: bs,
         total_blocks,
         metadata_copies: opts.metadata_copies,
+        data_copies: opts.data_copies,
     })
 }
 

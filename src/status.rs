@@ -38,6 +38,17 @@ pub struct Status {
     pub metadata_bad_copies: u64,
     /// Bad metadata copies rewritten from the good one.
     pub repairs: u64,
+    /// Copies of every data block (1, or 2 with `mkfs --copies 2`); 0 from a daemon that
+    /// predates data copies.
+    #[serde(default)]
+    pub data_copies: u8,
+    /// Data block copies that failed to read or verify (`copies=2`: the other copy served
+    /// when it was good).
+    #[serde(default)]
+    pub data_bad_copies: u64,
+    /// Bad data copies rewritten from the good one.
+    #[serde(default)]
+    pub data_repairs: u64,
     pub device_read_errors: u64,
     pub device_write_errors: u64,
     pub bytes_read: u64,
@@ -57,6 +68,7 @@ impl Status {
              blocks: {free} free of {total} ({bs} bytes each)\n\
              checksum errors: {cs}\n\
              metadata: {bad} bad copies, {rep} repaired from the other copy\n\
+             data ({copies} {copies_word}): {dbad} bad copies, {drep} repaired from the other copy\n\
              device errors: {re} read, {we} write\n\
              read {r:.1} MiB, written {w:.1} MiB, {commits} commits, mounted {secs} s\n\
              last scrub: {scrub}\n",
@@ -74,6 +86,10 @@ impl Status {
             cs = self.checksum_errors,
             bad = self.metadata_bad_copies,
             rep = self.repairs,
+            copies = self.data_copies,
+            copies_word = if self.data_copies == 1 { "copy" } else { "copies" },
+            dbad = self.data_bad_copies,
+            drep = self.data_repairs,
             re = self.device_read_errors,
             we = self.device_write_errors,
             r = self.bytes_read as f64 / f64::from(1 << 20),
@@ -104,5 +120,28 @@ mod tests {
         assert!(json.len() < STATUS_BYTES as usize);
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
         assert!(s.to_text().contains("last scrub: never"));
+    }
+
+    #[test]
+    fn data_copy_counters_are_shown_and_old_reports_still_parse() {
+        let s = Status {
+            data_copies: 2,
+            data_bad_copies: 3,
+            data_repairs: 2,
+            ..Status::default()
+        };
+        assert!(
+            s.to_text()
+                .contains("data (2 copies): 3 bad copies, 2 repaired from the other copy"),
+            "{}",
+            s.to_text()
+        );
+        // The JSON of a daemon from before data copies: the new fields default to zero.
+        let mut v = serde_json::to_value(&s).unwrap();
+        for k in ["data_copies", "data_bad_copies", "data_repairs"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let old: Status = serde_json::from_value(v).unwrap();
+        assert_eq!((old.data_copies, old.data_repairs), (0, 0));
     }
 }

@@ -164,6 +164,9 @@ impl Meta {
                 Visit::Item { key, value } if key.kind == KIND_EXTENT => {
                     let e = ExtentItem::decode(value, first, total)?;
                     claim(alloc, e.disk_start, e.len(), "file extent")?;
+                    if let Some(copy) = e.copy_start {
+                        claim(alloc, copy, e.len(), "second copy of a file extent")?;
+                    }
                 }
                 Visit::Item { key, .. } if key.kind == KIND_INODE => {
                     inodes += 1;

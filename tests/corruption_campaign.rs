@@ -18,12 +18,19 @@
 //! commit (the medium lost the newer superblock; what it shows is still exactly a commit).
 //! Metadata is DUP (mkfs's default), so damage to one copy of a node must be repaired.
 //!
-//! `STABLEFS_CORRUPT_CASES=N` (default 2,000) sets the number of cases,
-//! `STABLEFS_CORRUPT_SEED=S` the first workload seed; a failure prints the workload seed and
-//! case that reproduce it.
+//! A quarter of the cases run on `copies=2` filesystems (every data block written twice), with
+//! the damage at rest aimed at data: one copy of a data block (the first, which reads use, or
+//! the second), or both copies of one block. One bad copy must be invisible to every read (the
+//! first copy: served from the second and rewritten, counted), scrub must repair it and a second
+//! scrub be clean; both copies bad must read as EIO and scrub name both, unrepaired.
+//!
+//! `STABLEFS_CORRUPT_CASES=N` (default 2,000; three quarters with one data copy, a quarter
+//! with two) sets the number of cases, `STABLEFS_CORRUPT_SEED=S` the first workload seed; a
+//! failure prints the workload seed, the copies and the case that reproduce it.
 
 use stablefs::device::{CorruptDevice, MemDevice, SplitMix, WriteFault};
 use stablefs::format::{ExtentItem, KIND_EXTENT, SB_SLOT_OFFSETS};
+use stablefs::fs::Counters;
 use stablefs::fs::{Caller, Fs, Ino, MountOptions, SetAttr, ROOT_INO};
 use stablefs::mkfs::{mkfs, MkfsOptions};
 use stablefs::scrub::{scrub, Damage, ScrubOptions};
@@ -299,12 +306,23 @@ fn verify(fs: &Fs, m: &Model) -> Seen {
 }
 
 /// Where the blocks of each kind are in a committed image: superblock units, inner nodes,
-/// leaves (both copies) and data blocks.
+/// leaves (both copies), data blocks (first copies) and second copies of data blocks
+/// (`copies=2`); and both copies of each data block.
 struct Targets {
-    kinds: [Vec<u64>; 4],
+    kinds: [Vec<u64>; 5],
+    data_pairs: Vec<(u64, u64)>,
 }
 
-const KIND_NAMES: [&str; 4] = ["superblock", "inner node", "leaf", "data block"];
+const KIND_NAMES: [&str; 6] = [
+    "superblock",
+    "inner node",
+    "leaf",
+    "data block",
+    "second data copy",
+    "both data copies",
+];
+/// Kind 5: both copies of one data block (not a kind of block: a kind of damage).
+const BOTH_COPIES: usize = 5;
 
 fn targets(image: &[u8]) -> Targets {
     let dev = Arc::new(MemDevice::from_bytes(image.to_vec(), 512));
@@ -312,6 +330,7 @@ fn targets(image: &[u8]) -> Targets {
     let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
     let mut t = Targets {
         kinds: Default::default(),
+        data_pairs: Vec::new(),
     };
     t.kinds[0] = SB_SLOT_OFFSETS.iter().map(|o| o / BS).collect();
     meta.tree
@@ -325,6 +344,11 @@ fn targets(image: &[u8]) -> Targets {
                 Visit::Item { key, value } if key.kind == KIND_EXTENT => {
                     let e = ExtentItem::decode(value, first, total).unwrap();
                     t.kinds[3].extend(e.disk_start..e.disk_start + e.len());
+                    if let Some(c) = e.copy_start {
+                        t.kinds[4].extend(c..c + e.len());
+                        t.data_pairs
+                            .extend((0..e.len()).map(|i| (e.disk_start + i, c + i)));
+                    }
                 }
                 Visit::Item { .. } => {}
             }
@@ -349,6 +373,10 @@ struct Tally {
     scrub_named: u64,
     /// Node copies scrub repaired, a second scrub then clean.
     scrub_repaired: u64,
+    /// Mounts whose reads repaired a data copy (`copies=2`).
+    data_repaired: u64,
+    /// Data copies scrub repaired, a second scrub then clean (`copies=2`).
+    scrub_data_repaired: u64,
     per_kind: BTreeMap<String, u64>,
 }
 
@@ -363,7 +391,8 @@ fn judge(image: Vec<u8>, models: &[&Model], tally: &mut Tally) -> Option<String>
             return None;
         }
     };
-    let repaired = fs.counters().metadata_repairs > 0;
+    let repairs = |c: Counters| c.metadata_repairs + c.data_repairs;
+    let repaired = repairs(fs.counters()) > 0;
     // The current commit, or else a whole earlier one: every answer that is not EIO must agree
     // with one model.
     let mut first_wrong = None;
@@ -383,7 +412,10 @@ fn judge(image: Vec<u8>, models: &[&Model], tally: &mut Tally) -> Option<String>
             }
         }
     }
-    let repaired = repaired || fs.counters().metadata_repairs > 0;
+    let repaired = repaired || repairs(fs.counters()) > 0;
+    if fs.counters().data_repairs > 0 {
+        tally.data_repaired += 1;
+    }
     let outcome = outcome.ok_or_else(|| first_wrong.unwrap());
     match outcome {
         Ok(eio) => {
@@ -408,31 +440,52 @@ fn judge(image: Vec<u8>, models: &[&Model], tally: &mut Tally) -> Option<String>
 /// a second scrub clean). Any damage the reads ran into must be reported too.
 fn scrub_finds(
     image: Vec<u8>,
-    at_rest: Option<(usize, u64)>,
+    at_rest: Option<(usize, &[u64])>,
     reads_saw_it: bool,
     tally: &mut Tally,
 ) -> Result<(), String> {
     let dev = Arc::new(MemDevice::from_bytes(image, 512));
     let r = scrub(dev.clone(), &ScrubOptions::default(), &mut |_, _| {});
+    let clean_again = |dev: Arc<MemDevice>| {
+        let again = scrub(dev, &ScrubOptions::default(), &mut |_, _| {})
+            .map_err(|e| format!("second scrub failed: {e}"))?;
+        if again.exit_code != 0 {
+            return Err(format!("second scrub not clean:\n{}", again.to_text()));
+        }
+        Ok(())
+    };
     match at_rest {
-        Some((kind @ 1..=3, unit)) => {
+        Some((kind @ 1..=5, units)) => {
             let r = r.map_err(|e| format!("scrub failed: {e}"))?;
-            let Some(bad) = r.bad.iter().find(|b| b.block == unit) else {
-                return Err(format!("block {unit} not reported:\n{}", r.to_text()));
-            };
-            match (&bad.damage, kind) {
-                (Damage::Data { paths, .. }, 3) if !paths.is_empty() && !bad.repaired => {
-                    tally.scrub_named += 1;
-                }
-                (Damage::Metadata { .. }, 1 | 2) if bad.repaired => {
-                    let again = scrub(dev, &ScrubOptions::default(), &mut |_, _| {})
-                        .map_err(|e| format!("second scrub failed: {e}"))?;
-                    if again.exit_code != 0 {
-                        return Err(format!("second scrub not clean:\n{}", again.to_text()));
+            for &unit in units {
+                let Some(bad) = r.bad.iter().find(|b| b.block == unit) else {
+                    return Err(format!("block {unit} not reported:\n{}", r.to_text()));
+                };
+                let named = |paths: &Vec<String>| !paths.is_empty();
+                match (&bad.damage, kind) {
+                    (Damage::Data { paths, .. }, 3) if named(paths) && !bad.repaired => {
+                        tally.scrub_named += 1;
                     }
-                    tally.scrub_repaired += 1;
+                    (Damage::Metadata { .. }, 1 | 2) if bad.repaired => {
+                        clean_again(dev.clone())?;
+                        tally.scrub_repaired += 1;
+                    }
+                    (Damage::DataCopy { paths, copy, .. }, 3 | 4)
+                        if named(paths) && bad.repaired && usize::from(*copy) == kind - 2 =>
+                    {
+                        if r.exit_code != 1 {
+                            return Err(format!("not 'corrected':\n{}", r.to_text()));
+                        }
+                        clean_again(dev.clone())?;
+                        tally.scrub_data_repaired += 1;
+                    }
+                    (Damage::DataCopy { paths, .. }, BOTH_COPIES)
+                        if named(paths) && !bad.repaired =>
+                    {
+                        tally.scrub_named += 1;
+                    }
+                    _ => return Err(format!("block {unit} reported wrongly: {bad:?}")),
                 }
-                _ => return Err(format!("block {unit} reported wrongly: {bad:?}")),
             }
         }
         _ if reads_saw_it => match r {
@@ -456,10 +509,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[test]
-fn no_fault_on_the_medium_goes_unnoticed() {
-    let cases = env_u64("STABLEFS_CORRUPT_CASES", 2000);
-    let first_seed = env_u64("STABLEFS_CORRUPT_SEED", 1);
+/// Runs `cases` cases on filesystems with `copies` data copies, from workload seed
+/// `first_seed`; returns the tally, the failures and the seed after the last one used.
+fn campaign(copies: u8, cases: u64, first_seed: u64) -> (Tally, Vec<String>, u64) {
     // Per workload seed: this many cases at write time, and as many at rest.
     const PER_SEED: u64 = 40;
     let mut tally = Tally::default();
@@ -468,7 +520,11 @@ fn no_fault_on_the_medium_goes_unnoticed() {
     while tally.cases < cases {
         let mut rng = SplitMix(seed);
         let base = Arc::new(MemDevice::new(IMAGE_BYTES, 512));
-        mkfs(base.clone(), &MkfsOptions::default()).unwrap();
+        let opts = MkfsOptions {
+            data_copies: copies,
+            ..MkfsOptions::default()
+        };
+        mkfs(base.clone(), &opts).unwrap();
         let fs = Fs::mount(base.clone(), options()).unwrap();
         let m1 = first_workload(&fs, &mut rng).unwrap();
         fs.shutdown().unwrap();
@@ -533,6 +589,40 @@ fn no_fault_on_the_medium_goes_unnoticed() {
                     format!("write {index} ({:?} of unit {})", fault, hit.unit),
                     None,
                 )
+            } else if copies == 2 {
+                // Damage aimed at data: one copy, or both copies of one block; some leaves.
+                const KINDS: [usize; 8] = [2, 3, 3, 3, 4, 4, BOTH_COPIES, BOTH_COPIES];
+                let kind = KINDS[crng.below(KINDS.len() as u64) as usize];
+                let units = if kind == BOTH_COPIES {
+                    let (a, b) = t.data_pairs[crng.below(t.data_pairs.len() as u64) as usize];
+                    vec![a, b]
+                } else {
+                    vec![t.kinds[kind][crng.below(t.kinds[kind].len() as u64) as usize]]
+                };
+                let mut img = clean_img.clone();
+                let mut what = Vec::new();
+                for &unit in &units {
+                    if crng.coin() && clean.stale_versions(unit) > 0 {
+                        let k = crng.below(clean.stale_versions(unit) as u64) as usize;
+                        let old = clean.earlier_version(unit, k).unwrap();
+                        img[(unit * BS) as usize..((unit + 1) * BS) as usize].copy_from_slice(&old);
+                        what.push(format!("stale unit {unit} (version {k})"));
+                    } else {
+                        let off = unit * BS + crng.below(BS);
+                        img[off as usize] ^= 1 << crng.below(8);
+                        what.push(format!("bit flip at byte {off}"));
+                    }
+                }
+                *tally
+                    .per_kind
+                    .entry(KIND_NAMES[kind].to_string())
+                    .or_default() += 1;
+                (
+                    img,
+                    false,
+                    format!("{}: {}", KIND_NAMES[kind], what.join(", ")),
+                    Some((kind, units)),
+                )
             } else {
                 let kind = crng.below(4) as usize;
                 let unit = t.kinds[kind][crng.below(t.kinds[kind].len() as u64) as usize];
@@ -565,7 +655,7 @@ fn no_fault_on_the_medium_goes_unnoticed() {
                         format!("bit flip in {} at byte {off}", KIND_NAMES[kind]),
                     )
                 };
-                (what.0, kind == 0, what.1, Some((kind, unit)))
+                (what.0, kind == 0, what.1, Some((kind, vec![unit])))
             };
             tally.hit += 1;
             let models: Vec<&Model> = if superblock_hit {
@@ -573,21 +663,44 @@ fn no_fault_on_the_medium_goes_unnoticed() {
             } else {
                 vec![&mb]
             };
-            let detected_before = tally.detected;
+            let (detected_before, data_repaired_before) = (tally.detected, tally.data_repaired);
+            let fail = |why: String| {
+                format!("STABLEFS_CORRUPT_SEED={seed} copies={copies} case {case}: {what}: {why}")
+            };
             if let Some(wrong) = judge(image.clone(), &models, &mut tally) {
-                failures.push(format!(
-                    "STABLEFS_CORRUPT_SEED={seed} case {case}: {what}: SILENT CORRUPTION: {wrong}"
-                ));
+                failures.push(fail(format!("SILENT CORRUPTION: {wrong}")));
             }
             let reads_saw_it = tally.detected > detected_before;
+            let reads_repaired = tally.data_repaired > data_repaired_before;
+            // copies=2, damage at rest: a bad first copy is served from the second and
+            // rewritten (no EIO); a bad second copy is not read at all; both bad is EIO.
+            match at_rest.as_ref().map(|a| a.0) {
+                Some(3) if copies == 2 && (reads_saw_it || !reads_repaired) => failures.push(fail(
+                    format!("first copy not repaired by the reads (EIO: {reads_saw_it})"),
+                )),
+                Some(4) if reads_saw_it || reads_repaired => {
+                    failures.push(fail("a bad second copy changed what reads did".into()))
+                }
+                Some(BOTH_COPIES) if !reads_saw_it => {
+                    failures.push(fail("both copies bad, and no read failed".into()))
+                }
+                _ => {}
+            }
+            let at_rest = at_rest.as_ref().map(|(k, u)| (*k, u.as_slice()));
             if let Err(e) = scrub_finds(image, at_rest, reads_saw_it, &mut tally) {
-                failures.push(format!(
-                    "STABLEFS_CORRUPT_SEED={seed} case {case}: {what}: SCRUB: {e}"
-                ));
+                failures.push(fail(format!("SCRUB: {e}")));
             }
         }
         seed += 1;
     }
+    (tally, failures, seed)
+}
+
+#[test]
+fn no_fault_on_the_medium_goes_unnoticed() {
+    let cases = env_u64("STABLEFS_CORRUPT_CASES", 2000);
+    let first_seed = env_u64("STABLEFS_CORRUPT_SEED", 1);
+    let (tally, failures, seed) = campaign(1, cases - cases / 4, first_seed);
     eprintln!(
         "corruption campaign: {} cases (workload seeds {first_seed}..{seed}), {} faults applied: \
          {} detected (EIO or a refused mount), {} repaired from the second copy, {} rolled back \
@@ -607,4 +720,36 @@ fn no_fault_on_the_medium_goes_unnoticed() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(tally.silent, 0);
     assert!(tally.detected > 0 && tally.repaired > 0, "{tally:?}");
+}
+
+#[test]
+fn copies2_every_bad_data_copy_is_repaired_or_eio() {
+    let cases = env_u64("STABLEFS_CORRUPT_CASES", 2000);
+    let first_seed = env_u64("STABLEFS_CORRUPT_SEED", 1);
+    let (tally, failures, seed) = campaign(2, cases / 4, first_seed);
+    eprintln!(
+        "corruption campaign, copies=2: {} cases (workload seeds {first_seed}..{seed}), {} \
+         faults applied: {} detected (EIO or a refused mount), {} repaired from the other copy \
+         ({} mounts repaired data copies), {} rolled back to an earlier commit, {} harmless, {} \
+         silent; scrub then reported {} damaged blocks where they were, repaired {} node copies \
+         and {} data copies (a second scrub clean); by fault: {:?}",
+        tally.cases,
+        tally.hit,
+        tally.detected,
+        tally.repaired,
+        tally.data_repaired,
+        tally.rolled_back,
+        tally.harmless,
+        tally.silent,
+        tally.scrub_named,
+        tally.scrub_repaired,
+        tally.scrub_data_repaired,
+        tally.per_kind
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(tally.silent, 0);
+    assert!(
+        tally.detected > 0 && tally.data_repaired > 0 && tally.scrub_data_repaired > 0,
+        "{tally:?}"
+    );
 }

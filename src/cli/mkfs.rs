@@ -31,17 +31,19 @@ pub fn create_and_format(path: &Path, size: u64, opts: &MkfsOptions) -> Result<M
     })
 }
 
-/// `created stablefs on PATH: uuid …, 1.00 GiB (1073741824 bytes), block size 4096, 262144 blocks`
+/// `created stablefs on PATH: uuid …, 1.00 GiB (1073741824 bytes), block size 4096, 262144
+/// blocks, metadata copies 2, data copies 1`
 pub fn describe(path: &Path, r: &MkfsReport) -> String {
     format!(
-        "created stablefs on {}: uuid {}, {} ({} bytes), block size {}, {} blocks, metadata copies {}",
+        "created stablefs on {}: uuid {}, {} ({} bytes), block size {}, {} blocks, metadata copies {}, data copies {}",
         path.display(),
         mkfs::uuid_string(&r.uuid),
         format_size(r.size_bytes),
         r.size_bytes,
         r.block_size,
         r.total_blocks,
-        r.metadata_copies
+        r.metadata_copies,
+        r.data_copies
     )
 }
 
@@ -109,11 +111,13 @@ mod tests {
             block_size: 4096,
             total_blocks: 262_144,
             metadata_copies: 2,
+            data_copies: 2,
         };
         assert_eq!(
             describe(Path::new("disk.img"), &r),
             "created stablefs on disk.img: uuid 12121212-1212-1212-1212-121212121212, \
-             1.00 GiB (1073741824 bytes), block size 4096, 262144 blocks, metadata copies 2"
+             1.00 GiB (1073741824 bytes), block size 4096, 262144 blocks, metadata copies 2, \
+             data copies 2"
         );
     }
 

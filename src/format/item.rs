@@ -7,8 +7,7 @@
 //!                                     (all names of this directory with this 64-bit hash)
 //! (dir,   DIRINDEX, cookie)           ino u64 | kind u8 | len u8 | name  (readdir order)
 //! (ino,   XATTR,    name hash)        [name len u8 | value len u16 | name | value]*
-//! (ino,   EXTENT,   file block)       ExtentItem: disk start u64 | blocks u32 | birth gen u64 |
-//!                                     crc32c u32 per block
+//! (ino,   EXTENT,   file block)       ExtentItem (below)
 //! (ino,   SYMLINK,  0)                the target bytes
 //! (0,     ORPHAN,   ino)              empty: ino has no links left and is deleted at next mount
 //! (ino,   UNWRITTEN, file block)      blocks u64: a run of file blocks reserved by fallocate and
@@ -24,6 +23,17 @@
 //!  88 parent u64 (directories: the ino of "..") | 96 next_cookie u64 (directories: next
 //!     readdir cookie to hand out) | 104 reserved u64
 //!   (blocks: mapped by EXTENT items plus reserved by UNWRITTEN ones)
+//!
+//! ExtentItem, 20 + 4n bytes (one copy) or 28 + 4n bytes (two copies)
+//!   0 disk start u64      first device block of the extent (its first copy)
+//!   8 blocks u32          bits 0-30: n, the extent's length in blocks (n >= 1);
+//!                         bit 31 (EXTENT_HAS_COPY): a second copy follows (copies=2,
+//!                         incompat FEATURE_INCOMPAT_DATA_COPIES)
+//!  12 birth gen u64       the commit that wrote the blocks
+//!  20 copy start u64      only with bit 31: first device block of the second copy, a
+//!                         contiguous run of n blocks holding the same bytes, disjoint from
+//!                         the first copy
+//!  20 or 28               crc32c u32 per block, in order (one crc checks both copies)
 //! ```
 
 use super::codec::{Dec, Enc};
@@ -286,10 +296,16 @@ pub fn decode_xattr_bucket(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// A run of file blocks stored contiguously on the device.
+/// Bit 31 of an extent item's block count: a second copy's start follows the birth generation.
+pub const EXTENT_HAS_COPY: u32 = 1 << 31;
+
+/// A run of file blocks stored contiguously on the device (and, with `copies=2`, a second
+/// contiguous run of the same length holding the same bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtentItem {
     pub disk_start: u64,
+    /// First block of the second copy (`copies=2`), `crcs.len()` blocks long.
+    pub copy_start: Option<u64>,
     pub birth_gen: u64,
     /// crc32c of each block, in order; the extent is `crcs.len()` blocks long.
     pub crcs: Vec<u32>,
@@ -302,40 +318,91 @@ impl ExtentItem {
     pub fn is_empty(&self) -> bool {
         self.crcs.is_empty()
     }
-    /// Most blocks one extent item may map for a block size (its crc array must fit an item).
+    /// Most blocks one extent item may map for a block size (its crc array, and a copy's
+    /// start, must fit an item).
     pub fn max_blocks(block_size: u32) -> usize {
-        ((super::node::max_item_value(block_size) - 20) / 4).min(256)
+        ((super::node::max_item_value(block_size) - 28) / 4).min(256)
+    }
+    /// The device block holding copy `copy` (0: first, 1: second) of the extent's block `i`.
+    pub fn block_of(&self, copy: usize, i: u64) -> Option<u64> {
+        match copy {
+            0 => Some(self.disk_start + i),
+            _ => self.copy_start.map(|c| c + i),
+        }
+    }
+    /// The extent's blocks `[a, b)` (indices into it) as an extent of their own.
+    pub fn slice(&self, a: usize, b: usize) -> ExtentItem {
+        ExtentItem {
+            disk_start: self.disk_start + a as u64,
+            copy_start: self.copy_start.map(|c| c + a as u64),
+            birth_gen: self.birth_gen,
+            crcs: self.crcs[a..b].to_vec(),
+        }
+    }
+    /// Every device run the extent occupies: `(start, len)` of the first copy, then the second.
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> {
+        let n = self.len();
+        std::iter::once((self.disk_start, n)).chain(self.copy_start.map(|c| (c, n)))
     }
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::with_capacity(20 + 4 * self.crcs.len());
+        let mut e = Enc::with_capacity(28 + 4 * self.crcs.len());
+        debug_assert!(self.crcs.len() < EXTENT_HAS_COPY as usize);
+        let flag = if self.copy_start.is_some() {
+            EXTENT_HAS_COPY
+        } else {
+            0
+        };
         e.u64(self.disk_start)
-            .u32(self.crcs.len() as u32)
+            .u32(self.crcs.len() as u32 | flag)
             .u64(self.birth_gen);
+        if let Some(c) = self.copy_start {
+            e.u64(c);
+        }
         for c in &self.crcs {
             e.u32(*c);
         }
         e.buf
     }
-    /// Decodes and checks the extent lies inside `[first, total)`.
+    /// Decodes and checks that the extent, and its second copy if it has one, lie inside
+    /// `[first, total)` and that the two copies do not overlap.
     pub fn decode(bytes: &[u8], first: u64, total: u64) -> Result<ExtentItem> {
         let mut d = Dec::new(bytes, "extent");
         let disk_start = d.u64()?;
-        let n = d.u32()? as usize;
+        let raw = d.u32()?;
+        let n = (raw & !EXTENT_HAS_COPY) as usize;
         let birth_gen = d.u64()?;
+        let copy_start = if raw & EXTENT_HAS_COPY != 0 {
+            Some(d.u64()?)
+        } else {
+            None
+        };
         if n == 0 || d.remaining() != 4 * n {
             return d.corrupt(format_args!("{n} blocks but {} crc bytes", d.remaining()));
         }
-        match disk_start.checked_add(n as u64) {
-            Some(end) if disk_start >= first && end <= total => {}
-            _ => {
+        let inside =
+            |s: u64| matches!(s.checked_add(n as u64), Some(end) if s >= first && end <= total);
+        if !inside(disk_start) {
+            return d.corrupt(format_args!(
+                "extent {disk_start}+{n} outside [{first}, {total})"
+            ));
+        }
+        if let Some(c) = copy_start {
+            if !inside(c) {
                 return d.corrupt(format_args!(
-                    "extent {disk_start}+{n} outside [{first}, {total})"
-                ))
+                    "second copy {c}+{n} of extent {disk_start} outside [{first}, {total})"
+                ));
+            }
+            // Both ends are known not to overflow (checked just above).
+            if c < disk_start + n as u64 && disk_start < c + n as u64 {
+                return d.corrupt(format_args!(
+                    "second copy {c}+{n} overlaps its extent {disk_start}+{n}"
+                ));
             }
         }
         let crcs = (0..n).map(|_| d.u32()).collect::<Result<Vec<_>>>()?;
         Ok(ExtentItem {
             disk_start,
+            copy_start,
             birth_gen,
             crcs,
         })

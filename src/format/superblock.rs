@@ -7,7 +7,7 @@
 //!  12  version          u32   FORMAT_VERSION
 //!  16  compat           u64   features an older reader may ignore
 //!  24  ro_compat        u64   features an older reader may only read (bit 0: metadata DUP)
-//!  32  incompat         u64   features an older reader must refuse
+//!  32  incompat         u64   features an older reader must refuse (bit 0: data copies=2)
 //!  40  uuid             [16]  filesystem UUID, also in every tree node header
 //!  56  block_size       u32   bytes per block, power of two in [4 KiB, 64 KiB]
 //!  60  slot             u32   which slot this copy was written to (0 or 1)
@@ -54,7 +54,11 @@ pub const FEATURE_COMPAT_KNOWN: u64 = 0;
 /// first copies, but a writer that does not know it would leave second copies behind, stale.
 pub const FEATURE_RO_COMPAT_METADATA_DUP: u64 = 1;
 pub const FEATURE_RO_COMPAT_KNOWN: u64 = FEATURE_RO_COMPAT_METADATA_DUP;
-pub const FEATURE_INCOMPAT_KNOWN: u64 = 0;
+/// Data `copies=2`: every data extent has a second copy (`ExtentItem::copy_start`, an extra
+/// field a reader that does not know it would misparse, so incompat), the second copy about
+/// half the device away.
+pub const FEATURE_INCOMPAT_DATA_COPIES: u64 = 1;
+pub const FEATURE_INCOMPAT_KNOWN: u64 = FEATURE_INCOMPAT_DATA_COPIES;
 
 const _: () = assert!(SB_USED <= SB_SIZE);
 const _: () = assert!(SB_SLOT_OFFSETS[1] + SB_SIZE as u64 <= RESERVED_BYTES);
@@ -220,6 +224,15 @@ impl Superblock {
     /// Is every tree node written twice?
     pub fn metadata_dup(&self) -> bool {
         self.ro_compat & FEATURE_RO_COMPAT_METADATA_DUP != 0
+    }
+
+    /// Copies of every data block: 2 with `FEATURE_INCOMPAT_DATA_COPIES`, else 1.
+    pub fn data_copies(&self) -> u64 {
+        if self.incompat & FEATURE_INCOMPAT_DATA_COPIES != 0 {
+            2
+        } else {
+            1
+        }
     }
 
     pub fn root_block(&self) -> BlockNo {

@@ -55,6 +55,15 @@ fn superblock_round_trip_and_crc() {
 }
 
 #[test]
+fn superblock_data_copies_bit_is_known() {
+    let mut sb = sample_sb();
+    assert_eq!(sb.data_copies(), 1);
+    sb.incompat = FEATURE_INCOMPAT_DATA_COPIES;
+    let back = Superblock::decode(&sb.encode()).unwrap();
+    assert_eq!(back.data_copies(), 2);
+}
+
+#[test]
 fn superblock_unknown_incompat_is_unsupported() {
     let mut sb = sample_sb();
     sb.incompat = 1 << 40;
@@ -166,12 +175,77 @@ fn items_round_trip() {
     assert_eq!(decode_xattr_bucket(&encode_xattr_bucket(&x)).unwrap(), x);
     let ext = ExtentItem {
         disk_start: 100,
+        copy_start: None,
         birth_gen: 4,
         crcs: vec![1, 2, 3],
     };
     assert_eq!(ExtentItem::decode(&ext.encode(), 64, 1000).unwrap(), ext);
     assert!(ExtentItem::decode(&ext.encode(), 64, 102).is_err());
     assert!(ExtentItem::max_blocks(4096) >= 64);
+}
+
+#[test]
+fn extent_with_a_second_copy_round_trips_and_is_checked() {
+    let ext = ExtentItem {
+        disk_start: 100,
+        copy_start: Some(500),
+        birth_gen: 4,
+        crcs: vec![1, 2, 3],
+    };
+    let bytes = ext.encode();
+    assert_eq!(bytes.len(), 28 + 12);
+    assert_eq!(ExtentItem::decode(&bytes, 64, 1000).unwrap(), ext);
+    assert_eq!(ext.runs().collect::<Vec<_>>(), vec![(100, 3), (500, 3)]);
+    assert_eq!(
+        (ext.block_of(0, 2), ext.block_of(1, 2)),
+        (Some(102), Some(502))
+    );
+    let s = ext.slice(1, 3);
+    assert_eq!(
+        (s.disk_start, s.copy_start, s.crcs),
+        (101, Some(501), vec![2, 3])
+    );
+    // The copy must lie inside the device.
+    assert!(ExtentItem::decode(&bytes, 64, 502).is_err());
+    let below = ExtentItem {
+        copy_start: Some(10),
+        ..ext.clone()
+    };
+    assert!(ExtentItem::decode(&below.encode(), 64, 1000).is_err());
+    let wraps = ExtentItem {
+        copy_start: Some(u64::MAX - 1),
+        ..ext.clone()
+    };
+    assert!(ExtentItem::decode(&wraps.encode(), 64, u64::MAX).is_err());
+    // ... and never overlap the first copy (from either side, or exactly).
+    for c in [98, 100, 102] {
+        let overlap = ExtentItem {
+            copy_start: Some(c),
+            ..ext.clone()
+        };
+        assert!(
+            ExtentItem::decode(&overlap.encode(), 64, 1000).is_err(),
+            "copy at {c}"
+        );
+    }
+    for c in [97, 103] {
+        let touching = ExtentItem {
+            copy_start: Some(c),
+            ..ext.clone()
+        };
+        assert!(
+            ExtentItem::decode(&touching.encode(), 64, 1000).is_ok(),
+            "copy at {c}"
+        );
+    }
+    // The flag and the length must agree: a flagged item without its copy field, or an
+    // unflagged one with it, does not decode.
+    let mut no_field = bytes.clone();
+    no_field.drain(20..28);
+    assert!(ExtentItem::decode(&no_field, 64, 1000).is_err());
+    let mut no_flag = bytes.clone();
+    no_flag[11] &= 0x7f;
+    assert!(ExtentItem::decode(&no_flag, 64, 1000).is_err());
 }
 
 proptest! {
@@ -185,6 +259,7 @@ proptest! {
         let _ = decode_dirindex(&bytes, 5);
         let _ = decode_xattr_bucket(&bytes);
         let _ = ExtentItem::decode(&bytes, 64, 1 << 20);
+        let _ = ExtentItem::decode(&bytes, 0, u64::MAX);
         // Nodes: give the decoder a pointer whose crc matches, so it gets past the checksum and
         // exercises every later check on arbitrary content.
         let mut block = bytes.clone();
@@ -193,6 +268,24 @@ proptest! {
         z[4..8].fill(0);
         let ptr = BlockPtr { addr: BlockNo(100), copy_addr: None, birth_gen: 1, crc: crc32c::crc32c(&z) };
         let _ = decode_node(&id(), &block, &ptr, level);
+    }
+
+    #[test]
+    fn extents_round_trip_and_decode_checks_both_copies(
+        start in 0u64..2000, copy in proptest::option::of(0u64..2000), n in 1usize..20, gen in any::<u64>()
+    ) {
+        let e = ExtentItem { disk_start: start, copy_start: copy, birth_gen: gen, crcs: (0..n as u32).collect() };
+        let (first, total, n) = (64u64, 1000u64, n as u64);
+        let inside = |s: u64| s >= first && s + n <= total;
+        let valid = inside(start)
+            && copy.is_none_or(|c| inside(c) && (c + n <= start || start + n <= c));
+        match ExtentItem::decode(&e.encode(), first, total) {
+            Ok(back) => {
+                prop_assert!(valid);
+                prop_assert_eq!(back, e);
+            }
+            Err(_) => prop_assert!(!valid),
+        }
     }
 
     #[test]

@@ -14,14 +14,32 @@ pub enum Src {
     Hole,
     /// In memory (dirty or being written back): a copy of the bytes.
     Mem(Vec<u8>),
-    /// On the device at `addr`, and must hash to `crc`.
-    Disk { addr: u64, crc: u32 },
+    /// On the device at `addr` (and with `copies=2` also at `copy`, the same bytes), and must
+    /// hash to `crc`.
+    Disk {
+        addr: u64,
+        copy: Option<u64>,
+        crc: u32,
+    },
 }
 
-/// A contiguous data write a commit issues: blocks for `disk_start..`, in order.
+impl Src {
+    /// Where block `i` of extent `e` is.
+    fn in_extent(e: &ExtentItem, i: u64) -> Src {
+        Src::Disk {
+            addr: e.disk_start + i,
+            copy: e.block_of(1, i),
+            crc: e.crcs[i as usize],
+        }
+    }
+}
+
+/// A contiguous data write a commit issues: blocks for `disk_start..`, in order, and the same
+/// buffers again for `copy_start..` (`copies=2`).
 pub struct WriteJob {
     pub ino: Ino,
     pub disk_start: u64,
+    pub copy_start: Option<u64>,
     pub blocks: Vec<(u64, Arc<DirtyBlock>)>,
 }
 
@@ -51,13 +69,7 @@ impl State {
             return Ok(Src::Mem(d.buf.to_vec()));
         }
         Ok(match self.extent_at(ino, fb)? {
-            Some((start, e)) => {
-                let i = (fb - start) as usize;
-                Src::Disk {
-                    addr: e.disk_start + i as u64,
-                    crc: e.crcs[i],
-                }
-            }
+            Some((start, e)) => Src::in_extent(&e, fb - start),
             None => Src::Hole,
         })
     }
@@ -96,13 +108,7 @@ impl State {
                 }
             }
             out.push(match &cur {
-                Some((s, e)) if fb >= *s && fb < s + e.len() => {
-                    let i = (fb - s) as usize;
-                    Src::Disk {
-                        addr: e.disk_start + i as u64,
-                        crc: e.crcs[i],
-                    }
-                }
+                Some((s, e)) if fb >= *s && fb < s + e.len() => Src::in_extent(e, fb - s),
                 _ => Src::Hole,
             });
         }
@@ -124,7 +130,8 @@ impl State {
             .map_or(end, |(k, _)| k.offset))
     }
 
-    /// Unmaps file blocks `[from, to)`: their device blocks are freed at the next commit.
+    /// Unmaps file blocks `[from, to)`: their device blocks (both copies with `copies=2`) are
+    /// freed at the next commit.
     pub fn punch(&mut self, ino: Ino, inode: &mut InodeItem, from: u64, to: u64) -> Result<()> {
         if from >= to {
             return Ok(());
@@ -159,26 +166,18 @@ impl State {
             }
             self.meta.tree.remove(&Key::new(ino, KIND_EXTENT, start))?;
             let (a, b) = ((cut_from - start) as usize, (cut_to - start) as usize);
-            self.meta
-                .alloc
-                .free_later(e.disk_start + a as u64, (b - a) as u64);
+            for (s, l) in e.slice(a, b).runs() {
+                self.meta.alloc.free_later(s, l);
+            }
             inode.blocks -= (b - a) as u64;
             if a > 0 {
-                let left = ExtentItem {
-                    disk_start: e.disk_start,
-                    birth_gen: e.birth_gen,
-                    crcs: e.crcs[..a].to_vec(),
-                };
+                let left = e.slice(0, a);
                 self.meta
                     .tree
                     .insert(Key::new(ino, KIND_EXTENT, start), left.encode())?;
             }
             if b < e.crcs.len() {
-                let right = ExtentItem {
-                    disk_start: e.disk_start + b as u64,
-                    birth_gen: e.birth_gen,
-                    crcs: e.crcs[b..].to_vec(),
-                };
+                let right = e.slice(b, e.crcs.len());
                 self.meta
                     .tree
                     .insert(Key::new(ino, KIND_EXTENT, cut_to), right.encode())?;
@@ -256,13 +255,32 @@ impl State {
             while run < p.max_ext && blocks.contains_key(&(fb0 + run)) {
                 run += 1;
             }
-            let Some((disk, got)) = self.meta.alloc.alloc(run) else {
+            let Some((disk, mut got)) = self.meta.alloc.alloc(run) else {
                 return Err(Error::Errno(libc::ENOSPC));
+            };
+            // copies=2: a second run of the same length, far away; if no free extent holds
+            // that many blocks the run is shortened to what the second copy got (the blocks
+            // given back were never referenced, so they are free at once).
+            let copy_start = if self.meta.sb.data_copies() == 2 {
+                match self.meta.alloc.alloc_far_run(disk, got) {
+                    Some((copy, n)) => {
+                        self.meta.alloc.unalloc(disk + n, got - n);
+                        got = n;
+                        Some(copy)
+                    }
+                    None => {
+                        self.meta.alloc.unalloc(disk, got);
+                        return Err(Error::Errno(libc::ENOSPC));
+                    }
+                }
+            } else {
+                None
             };
             self.punch(ino, inode, fb0, fb0 + got)?;
             let mut job = WriteJob {
                 ino,
                 disk_start: disk,
+                copy_start,
                 blocks: Vec::with_capacity(got as usize),
             };
             let mut crcs = Vec::with_capacity(got as usize);
@@ -274,6 +292,7 @@ impl State {
             }
             let item = ExtentItem {
                 disk_start: disk,
+                copy_start,
                 birth_gen: p.generation,
                 crcs,
             };

@@ -71,6 +71,8 @@ struct AtomicCounters {
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     commits: AtomicU64,
+    data_bad_copies: AtomicU64,
+    data_repairs: AtomicU64,
 }
 
 /// A mounted filesystem.
@@ -270,20 +272,22 @@ impl Fs {
             commits: c.commits.load(Ordering::Relaxed),
             metadata_bad_copies: self.tree_stats.bad_copies.load(Ordering::Relaxed),
             metadata_repairs: self.tree_stats.repaired.load(Ordering::Relaxed),
+            data_bad_copies: c.data_bad_copies.load(Ordering::Relaxed),
+            data_repairs: c.data_repairs.load(Ordering::Relaxed),
         }
     }
 
     /// What `stablefs status` reports (see `crate::status`).
     pub fn status(&self) -> crate::status::Status {
         let c = self.counters();
-        let (uuid, generation, total, free) = {
+        let (uuid, generation, total, free, copies) = {
             let st = self.lock();
-            let a = &st.meta.alloc;
             (
                 crate::mkfs::uuid_string(&st.meta.sb.uuid),
                 st.meta.sb.generation,
-                a.total_blocks() - a.first_block(),
+                st.data_capacity(),
                 st.free_for_use(),
+                st.data_copies(),
             )
         };
         crate::status::Status {
@@ -297,6 +301,9 @@ impl Fs {
             checksum_errors: c.checksum_errors,
             metadata_bad_copies: c.metadata_bad_copies,
             repairs: c.metadata_repairs,
+            data_copies: copies as u8,
+            data_bad_copies: c.data_bad_copies,
+            data_repairs: c.data_repairs,
             device_read_errors: c.device_read_errors,
             device_write_errors: c.device_write_errors,
             bytes_read: c.bytes_read,
@@ -565,20 +572,24 @@ impl Fs {
         self.chunk_pool.put_many(chunks);
     }
 
-    /// Writes placed data blocks (one vectored write per contiguous job).
+    /// Writes placed data blocks (one vectored write per contiguous job, and with
+    /// `copies=2` a second one of the same stable buffers to the copy: one crc per block
+    /// checks both).
     fn write_jobs(&self, jobs: &[data::WriteJob]) -> Result<()> {
         for job in jobs {
             let segments = job_segments(job);
             let bytes = job.blocks.len() as u64 * u64::from(self.bs);
-            if let Err(e) = self
-                .dev
-                .write_slices(job.disk_start * u64::from(self.bs), &segments)
-            {
-                return Err(self.write_failed(e.into()));
+            for start in std::iter::once(job.disk_start).chain(job.copy_start) {
+                if let Err(e) = self
+                    .dev
+                    .write_slices(start * u64::from(self.bs), &segments)
+                {
+                    return Err(self.write_failed(e.into()));
+                }
+                self.counters
+                    .bytes_written
+                    .fetch_add(bytes, Ordering::Relaxed);
             }
-            self.counters
-                .bytes_written
-                .fetch_add(bytes, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -598,7 +609,10 @@ impl Fs {
     }
 
     /// Reads the `Src::Disk` blocks of `plan` (consecutive addresses in one I/O) and verifies
-    /// each against its crc. Called without the state lock, with `io_gate` held.
+    /// each against its crc. A block whose first copy fails (crc or device error) is served
+    /// from its second copy (`copies=2`) and its first copy rewritten (`second_copy`).
+    /// Called without the state lock, with `io_gate` held (shared) since `plan` was made under
+    /// the state lock: the repair write relies on that (see `repair_first_copy`).
     fn read_verified(&self, ino: Ino, first_fb: u64, plan: &[Src]) -> Result<DiskRuns> {
         let bs = self.bs as usize;
         let mut out = DiskRuns {
@@ -624,32 +638,58 @@ impl Fs {
                 AlignedBuf::zeroed(len)
             };
             buf.set_len(len);
-            if let Err(e) = self.dev.read_at(addr * bs as u64, &mut buf) {
+            let run_read = self.dev.read_at(addr * bs as u64, &mut buf);
+            if let Err(e) = &run_read {
                 self.counters
                     .device_read_errors
                     .fetch_add(1, Ordering::Relaxed);
-                log::error!("device read error at block {addr} (inode {ino}): {e}");
-                self.run_pool.put(buf);
-                return errno(libc::EIO);
-            }
-            self.counters
-                .bytes_read
-                .fetch_add(len as u64, Ordering::Relaxed);
-            for k in i..j {
-                let Src::Disk { addr: a, crc } = plan[k] else {
-                    unreachable!("run of disk blocks")
-                };
-                let got = block_crc(&buf[(k - i) * bs..(k - i + 1) * bs]);
-                if got != crc {
-                    self.counters
-                        .checksum_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    log::error!(
-                        "checksum error: inode {ino} file offset {} device block {a}: crc {got:#010x}, expected {crc:#010x}; returning EIO",
-                        (first_fb + k as u64) * bs as u64
-                    );
+                let has_copies = plan[i..j]
+                    .iter()
+                    .all(|p| matches!(p, Src::Disk { copy: Some(_), .. }));
+                if !has_copies {
+                    log::error!("device read error at block {addr} (inode {ino}): {e}");
                     self.run_pool.put(buf);
                     return errno(libc::EIO);
+                }
+                log::warn!(
+                    "device read error at blocks {addr}..{} (inode {ino}): {e}; trying each block and its second copy",
+                    addr + (j - i) as u64
+                );
+            } else {
+                self.counters
+                    .bytes_read
+                    .fetch_add(len as u64, Ordering::Relaxed);
+            }
+            for k in i..j {
+                let Src::Disk { addr: a, copy, crc } = plan[k] else {
+                    unreachable!("run of disk blocks")
+                };
+                let offset = (first_fb + k as u64) * bs as u64;
+                let bytes = &mut buf[(k - i) * bs..(k - i + 1) * bs];
+                let bad = match &run_read {
+                    Ok(()) => Some(block_crc(bytes))
+                        .filter(|&got| got != crc)
+                        .map(|got| format!("crc {got:#010x}, expected {crc:#010x}")),
+                    // The run failed as a whole: this block alone may still read.
+                    Err(_) => self.read_one(a, crc, bytes).err(),
+                };
+                if let Some(why) = bad {
+                    let served = match copy {
+                        Some(c) => self.second_copy(ino, offset, a, c, crc, &why, bytes),
+                        None => {
+                            self.counters
+                                .checksum_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            log::error!(
+                                "checksum error: inode {ino} file offset {offset} device block {a}: {why}; returning EIO"
+                            );
+                            Err(Error::Errno(libc::EIO))
+                        }
+                    };
+                    if let Err(e) = served {
+                        self.run_pool.put(buf);
+                        return Err(e);
+                    }
                 }
                 out.at[k] = Some((out.runs.len(), (k - i) * bs));
             }
@@ -657,6 +697,108 @@ impl Fs {
             i = j;
         }
         Ok(out)
+    }
+
+    /// Reads device block `addr` alone into `out` and verifies it against `crc`; the error
+    /// says why it is bad.
+    fn read_one(&self, addr: u64, crc: u32, out: &mut [u8]) -> std::result::Result<(), String> {
+        let mut b = self.block_pool.take();
+        let r = match self.dev.read_at(addr * u64::from(self.bs), &mut b) {
+            Err(e) => {
+                self.counters
+                    .device_read_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(format!("device read error: {e}"))
+            }
+            Ok(()) => {
+                self.counters
+                    .bytes_read
+                    .fetch_add(u64::from(self.bs), Ordering::Relaxed);
+                let got = block_crc(&b);
+                out.copy_from_slice(&b);
+                if got == crc {
+                    Ok(())
+                } else {
+                    Err(format!("crc {got:#010x}, expected {crc:#010x}"))
+                }
+            }
+        };
+        self.block_pool.put(b);
+        r
+    }
+
+    /// The first copy of data block `addr` (inode `ino`, file offset `offset`) is bad (`why`):
+    /// reads its second copy at `copy` into `out`. If that verifies, the read is served and
+    /// the first copy rewritten from it; if not, both copies are bad: `EIO`, logged once.
+    #[allow(clippy::too_many_arguments)]
+    fn second_copy(
+        &self,
+        ino: Ino,
+        offset: u64,
+        addr: u64,
+        copy: u64,
+        crc: u32,
+        why: &str,
+        out: &mut [u8],
+    ) -> Result<()> {
+        self.counters
+            .data_bad_copies
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(why2) = self.read_one(copy, crc, out) {
+            self.counters
+                .data_bad_copies
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .checksum_errors
+                .fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "checksum error: inode {ino} file offset {offset}: both copies are bad (device block {addr}: {why}; copy at {copy}: {why2}); returning EIO"
+            );
+            return errno(libc::EIO);
+        }
+        log::warn!(
+            "inode {ino} file offset {offset}: device block {addr} is bad ({why}); served from its second copy at {copy}"
+        );
+        self.repair_first_copy(ino, addr, out);
+        Ok(())
+    }
+
+    /// Rewrites the bad first copy at `addr` with `good`, bytes just read from its second copy
+    /// and verified against the crc the extent holds: an in-place rewrite of the same content,
+    /// the one exception to copy-on-write (as btrfs repairs), never on a read-only mount.
+    ///
+    /// Why this cannot land on a block that holds anything else by now: the caller holds
+    /// `io_gate` shared, taken under the state lock together with the plan that mapped this
+    /// file block to `addr`. Since then the extent may have been punched or rewritten and
+    /// `addr` freed, but freed blocks become allocatable only in `commit_done`, which takes
+    /// `io_gate` exclusively; so until this write returns, `addr` is either still mapped by
+    /// that extent with that crc, or freed and not yet reusable (no one else writes it, and a
+    /// commit that still references it expects exactly these bytes). The write is synchronous
+    /// and finishes before the caller drops the gate.
+    fn repair_first_copy(&self, ino: Ino, addr: u64, good: &[u8]) {
+        if self.read_only || self.failed.load(Ordering::SeqCst) {
+            log::warn!("data block {addr} (inode {ino}): not rewritten (read-only)");
+            return;
+        }
+        let mut b = self.block_pool.take();
+        b.copy_from_slice(good);
+        match self.dev.write_at(addr * u64::from(self.bs), &[&b]) {
+            Ok(()) => {
+                self.counters.data_repairs.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .bytes_written
+                    .fetch_add(u64::from(self.bs), Ordering::Relaxed);
+                log::warn!("data block {addr} (inode {ino}): rewritten from its second copy");
+            }
+            // Nothing is lost (the second copy is good): not a reason to stop committing.
+            Err(e) => {
+                self.counters
+                    .device_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                log::error!("data block {addr} (inode {ino}): could not rewrite it: {e}");
+            }
+        }
+        self.block_pool.put(b);
     }
 
     fn release_runs(&self, runs: DiskRuns) {
@@ -734,6 +876,8 @@ fn over_soft(st: &State, bs: u32) -> bool {
     st.dirty_blocks * u64::from(bs) > DIRTY_SOFT_BYTES
 }
 
+#[cfg(test)]
+mod copies_tests;
 #[cfg(test)]
 mod fileops_tests;
 #[cfg(test)]

@@ -653,9 +653,9 @@ impl Fs {
                 let mut st = self.lock();
                 let mut needs = Vec::new();
                 for &fb in &partial {
-                    if let Src::Disk { addr, crc } = st.plan_block(ino, fb)? {
+                    if let Src::Disk { addr, copy, crc } = st.plan_block(ino, fb)? {
                         if !st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb)) {
-                            needs.push((fb, addr, crc));
+                            needs.push((fb, addr, copy, crc));
                         }
                     }
                 }
@@ -663,7 +663,7 @@ impl Fs {
             };
             let plan: Vec<Src> = needs
                 .iter()
-                .map(|&(_, addr, crc)| Src::Disk { addr, crc })
+                .map(|&(_, addr, copy, crc)| Src::Disk { addr, copy, crc })
                 .collect();
             let mut bases = Vec::new();
             for (k, p) in plan.iter().enumerate() {
@@ -676,8 +676,8 @@ impl Fs {
             drop(_gate);
             let mut st = self.lock();
             let mut moved = false;
-            for (k, &(fb, addr, crc)) in needs.iter().enumerate() {
-                let still = matches!(st.plan_block(ino, fb)?, Src::Disk { addr: a, crc: c } if a == addr && c == crc);
+            for (k, &(fb, addr, _, crc)) in needs.iter().enumerate() {
+                let still = matches!(st.plan_block(ino, fb)?, Src::Disk { addr: a, crc: c, .. } if a == addr && c == crc);
                 let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
                 if !still && !in_dirty {
                     moved = true;
@@ -806,7 +806,7 @@ impl Fs {
 
     /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit while
     /// keeping the blocks `fallocate` promised and what `level` must leave free (see
-    /// `Reserve`).
+    /// `Reserve`). Dirty, promised and new file blocks each take `data_copies` device blocks.
     pub(super) fn reserve(&self, st: &State, n: u64, level: Reserve) -> Result<()> {
         let a = &st.meta.alloc;
         let meta_reserve = st.metadata_reserve();
@@ -815,7 +815,8 @@ impl Fs {
             Reserve::Names => meta_reserve / 2,
             Reserve::Freeing => 0,
         };
-        if a.free_blocks() < st.dirty_blocks + st.reserved_blocks + n + keep {
+        let data = (st.dirty_blocks + st.reserved_blocks + n).saturating_mul(st.data_copies());
+        if a.free_blocks() < data.saturating_add(keep) {
             return errno(libc::ENOSPC);
         }
         Ok(())
@@ -867,10 +868,11 @@ impl Fs {
 
     pub fn statfs(&self) -> Result<StatFs> {
         let st = self.lock();
-        let a = &st.meta.alloc;
-        let total = a.total_blocks() - a.first_block();
+        // In file blocks: with copies=2 both the size and the free space are halved, so that
+        // `df` shows what files can still hold.
+        let total = st.data_capacity();
         let free = st.free_for_use();
-        let reserve = st.metadata_reserve();
+        let reserve = st.metadata_reserve() / st.data_copies();
         Ok(StatFs {
             blocks: total,
             bfree: free,

@@ -98,12 +98,25 @@ impl State {
         }
     }
 
-    /// Blocks free for new data, as statfs counts them: free or freed by the running
-    /// transaction, less what dirty data and fallocate reservations will take.
+    /// Device blocks each file block takes: 2 with `copies=2`, else 1.
+    pub fn data_copies(&self) -> u64 {
+        self.meta.sb.data_copies()
+    }
+
+    /// File blocks free for new data, as statfs counts them: free or freed by the running
+    /// transaction, less what dirty data and fallocate reservations will take; with
+    /// `copies=2` every file block takes two device blocks, so half.
     pub fn free_for_use(&self) -> u64 {
         let a = &self.meta.alloc;
-        (a.free_blocks() + a.pending_blocks())
+        ((a.free_blocks() + a.pending_blocks()) / self.data_copies())
             .saturating_sub(self.dirty_blocks + self.reserved_blocks)
+    }
+
+    /// File blocks the device can hold (statfs's total): the device's blocks past the
+    /// superblocks, halved with `copies=2`.
+    pub fn data_capacity(&self) -> u64 {
+        let a = &self.meta.alloc;
+        (a.total_blocks() - a.first_block()) / self.data_copies()
     }
 
     /// Blocks kept for the tree: data writes stop short of all of them and new names of half,
@@ -249,7 +262,8 @@ impl State {
         }
     }
 
-    /// Deletes an inode and everything it owns; its blocks are freed at the next commit.
+    /// Deletes an inode and everything it owns; its blocks (every copy) are freed at the next
+    /// commit.
     pub fn purge(&mut self, ino: Ino) -> Result<()> {
         self.forget_unwritten(ino)?;
         let from = Key::new(ino, 0, 0);
@@ -263,7 +277,9 @@ impl State {
             for (k, v) in items {
                 if k.kind == crate::format::KIND_EXTENT {
                     let e = crate::format::ExtentItem::decode(&v, first, total)?;
-                    self.meta.alloc.free_later(e.disk_start, e.len());
+                    for (s, l) in e.runs() {
+                        self.meta.alloc.free_later(s, l);
+                    }
                 }
                 self.meta.tree.remove(&k)?;
             }

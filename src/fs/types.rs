@@ -159,4 +159,9 @@ pub struct Counters {
     pub metadata_bad_copies: u64,
     /// Bad metadata copies rewritten from the good one.
     pub metadata_repairs: u64,
+    /// Copies of data blocks that failed to read or verify (`copies=2`: the other copy served
+    /// if it was good).
+    pub data_bad_copies: u64,
+    /// Bad data copies rewritten from the good one.
+    pub data_repairs: u64,
 }

@@ -15,8 +15,11 @@
 //!
 //! There is no allocation map to check against the tree: the tree is the only record of what
 //! is allocated (mount rebuilds the free map from it), so leaked space cannot exist; fsck
-//! checks the other half, that no block has two owners. File data blocks are not read: every
-//! read verifies them, and scrub reads them all.
+//! checks the other half, that no block has two owners (both copies of `copies=2` data
+//! count). File data blocks are not read on a filesystem with one data copy: every read
+//! verifies them, and scrub reads them all. With `copies=2` both copies of every data block are
+//! read and verified; `--repair` rewrites a bad copy in place from its good twin (the one
+//! rewrite of a block fsck does, since it restores exactly the bytes the checksum names).
 //!
 //! The report says what was found and done; its `exit_code` follows fsck(8): 0 clean, 1 errors
 //! corrected, 4 errors left uncorrected, 8 operational error.
@@ -110,7 +113,17 @@ fn run(
     }
     let mut rr = RepairReport::default();
     let a = &checked.analysis;
-    let fixable = report.error_problems().any(|p| p.fixable);
+    // Bad data copies are rewritten in place from their good twin (no commit needed), and
+    // only when the tree can be trusted to say which blocks are whose.
+    let mut healed = 0;
+    if let Some(scan) = checked.scan.as_ref() {
+        if !checked.blocking && !scan.sb.needs_read_only() {
+            healed = heal_data_copies(&*dev, scan, &mut rr.actions)?;
+        }
+    }
+    let fixable = report
+        .error_problems()
+        .any(|p| p.fixable && p.check != Check::DataCopyDamaged);
     let wanted = fixable || !a.purge.is_empty();
     match checked.scan {
         _ if !wanted => {}
@@ -136,7 +149,7 @@ fn run(
         }
         None => rr.refused = Some("the tree could not be read".into()),
     }
-    if rr.committed {
+    if rr.committed || healed > 0 {
         let mut again = Report::empty();
         check(&*dev, &mut again)?;
         rr.remaining = again.error_problems().cloned().collect();
@@ -154,6 +167,34 @@ fn run(
     }
     report.repair = Some(rr);
     Ok(())
+}
+
+/// Rewrites every bad data copy the scan found from its good copy, read and verified again
+/// now; returns how many it rewrote.
+fn heal_data_copies(
+    dev: &dyn BlockDevice,
+    scan: &Scan,
+    actions: &mut Vec<String>,
+) -> Result<usize, Operational> {
+    let bs = u64::from(scan.sb.block_size);
+    let mut buf = crate::device::AlignedBuf::zeroed(bs as usize);
+    let mut healed = 0;
+    for &(bad, good, crc) in &scan.bad_data_copies {
+        if dev.read_at(good * bs, &mut buf).is_err() || crate::format::block_crc(&buf) != crc {
+            continue;
+        }
+        dev.write_at(bad * bs, &[&buf])
+            .map_err(|e| Operational(format!("cannot rewrite data block {bad}: {e}")))?;
+        actions.push(format!(
+            "data block {bad}: rewritten from its other copy at block {good}"
+        ));
+        healed += 1;
+    }
+    if healed > 0 {
+        dev.flush()
+            .map_err(|e| Operational(format!("cannot flush the device: {e}")))?;
+    }
+    Ok(healed)
 }
 
 /// One full check of the current commit into `report` (problems, counts, notes).
@@ -244,11 +285,15 @@ fn describe(scan: &Scan, a: &Analysis, report: &mut Report, f: &Findings) {
          every block it does not reference), so fsck checks that no block has two owners"
             .into(),
     );
-    report.notes.push(
+    report.notes.push(if scan.sb.data_copies() == 2 {
+        "copies=2: both copies of every file data block were read and verified against their \
+         extent's checksums"
+            .into()
+    } else {
         "file data blocks are not read: every read verifies them against their extent's \
          checksums"
-            .into(),
-    );
+            .into()
+    });
     if !a.purge.is_empty() {
         report.notes.push(format!(
             "{} orphaned inode(s) (unlinked while open) wait to be deleted by the next mount \

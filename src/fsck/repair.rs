@@ -118,7 +118,9 @@ impl Repair<'_> {
             for (k, v) in items {
                 if k.kind == KIND_EXTENT {
                     let e = ExtentItem::decode(&v, first, total)?;
-                    self.meta.alloc.free_later(e.disk_start, e.len());
+                    for (s, l) in e.runs() {
+                        self.meta.alloc.free_later(s, l);
+                    }
                 }
                 self.meta.tree.remove(&k)?;
             }

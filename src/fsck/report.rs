@@ -28,6 +28,13 @@ pub enum Check {
     /// One copy of a DUP tree node fails its checksum or self-description while the other is
     /// good: nothing is lost, and a mount that reads the bad copy rewrites it from the good.
     NodeCopyDamaged,
+    /// One copy of a data block of a `copies=2` extent fails its checksum (or does not read)
+    /// while the other is good: nothing is lost; `--repair` (or a read, or scrub) rewrites it
+    /// from the good one.
+    DataCopyDamaged,
+    /// Both copies of a data block of a `copies=2` extent fail their checksum: that block of
+    /// the file is lost (reads return EIO). Not a problem of the tree.
+    DataDamaged,
     /// A node or extent born in a later commit than the node (or superblock) pointing to it.
     BirthGeneration,
     /// Keys out of order across nodes, or outside the range their parent's separators give.

@@ -10,11 +10,11 @@ use super::report::{Check, Problem, Severity, SlotReport, SlotState};
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::Error;
 use crate::format::{
-    decode_block_count, decode_dirent_bucket, decode_dirindex, decode_node, decode_xattr_bucket,
-    max_item_value, name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key, NodeBody,
-    NodeIdentity, ScrubItem, Superblock, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE,
-    KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR, OBJECT_FS, SB_SIZE,
-    SB_SLOT_OFFSETS, SCRUB_CURRENT, SCRUB_LAST,
+    block_crc, decode_block_count, decode_dirent_bucket, decode_dirindex, decode_node,
+    decode_xattr_bucket, max_item_value, name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key,
+    NodeBody, NodeIdentity, ScrubItem, Superblock, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT,
+    KIND_INODE, KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR, OBJECT_FS,
+    SB_SIZE, SB_SLOT_OFFSETS, SCRUB_CURRENT, SCRUB_LAST,
 };
 use crate::txn::identity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,6 +162,12 @@ pub(super) struct Scan {
     pub items: u64,
     pub metadata_blocks: u64,
     pub data_blocks: u64,
+    /// `copies=2`: every extent with a second copy inside the device (inode, first file
+    /// block, item), whose copies `check_data_copies` reads.
+    copied: Vec<(u64, u64, ExtentItem)>,
+    /// Data block copies found bad while the other copy is good: (bad block, good block,
+    /// crc), for `--repair`.
+    pub bad_data_copies: Vec<(u64, u64, u32)>,
     last_key: Option<Key>,
 }
 
@@ -341,13 +347,73 @@ impl Scan {
             items: 0,
             metadata_blocks: 0,
             data_blocks: 0,
+            copied: Vec::new(),
+            bad_data_copies: Vec::new(),
             last_key: None,
             sb,
         };
         let (root, level, gen) = (scan.sb.root, scan.sb.root_level, scan.sb.generation);
         scan.node(dev, &root, level, gen, (Key::MIN, None), f);
         scan.check_allocation(f);
+        scan.check_data_copies(dev, f);
         scan
+    }
+
+    /// `copies=2`: reads both copies of every data block and checks each against the crc its
+    /// extent holds. One bad copy is `DataCopyDamaged` (the good one is remembered for
+    /// `--repair`), both bad `DataDamaged`. With one copy data is not read at all (every read
+    /// verifies it, and scrub reads it all).
+    fn check_data_copies(&mut self, dev: &dyn BlockDevice, f: &mut Findings) {
+        let bs = u64::from(self.sb.block_size);
+        for (ino, fb0, e) in std::mem::take(&mut self.copied) {
+            let Some(second) = e.copy_start else { continue };
+            let read = |start: u64| {
+                let mut buf = AlignedBuf::zeroed((e.len() * bs) as usize);
+                dev.read_at(start * bs, &mut buf).ok().map(|()| buf)
+            };
+            // A run that does not read is retried block by block, so one bad sector is one
+            // bad block.
+            let (a, b) = (read(e.disk_start), read(second));
+            for (i, &crc) in e.crcs.iter().enumerate() {
+                let at = i as u64;
+                let good = |run: &Option<AlignedBuf>, start: u64| match run {
+                    Some(buf) => block_crc(&buf[i * bs as usize..(i + 1) * bs as usize]) == crc,
+                    None => {
+                        let mut one = AlignedBuf::zeroed(bs as usize);
+                        dev.read_at((start + at) * bs, &mut one).is_ok() && block_crc(&one) == crc
+                    }
+                };
+                let (first_ok, second_ok) = (good(&a, e.disk_start), good(&b, second));
+                let (fb, at1, at2) = (fb0 + at, e.disk_start + at, second + at);
+                match (first_ok, second_ok) {
+                    (true, true) => {}
+                    (false, false) => f.error(
+                        Check::DataDamaged,
+                        false,
+                        Some(ino),
+                        Some(at1),
+                        format!(
+                            "inode {ino}: file block {fb} is bad in both copies (blocks {at1} \
+                             and {at2}): reads of it return EIO"
+                        ),
+                    ),
+                    (ok1, _) => {
+                        let (bad, good, which) = if ok1 { (at2, at1, 2) } else { (at1, at2, 1) };
+                        f.error(
+                            Check::DataCopyDamaged,
+                            true,
+                            Some(ino),
+                            Some(bad),
+                            format!(
+                                "inode {ino}: copy {which} of file block {fb} (block {bad}) is \
+                                 damaged; the other copy (block {good}) is good"
+                            ),
+                        );
+                        self.bad_data_copies.push((bad, good, crc));
+                    }
+                }
+            }
+        }
     }
 
     /// One node and everything below it. `bounds`: every key here must be ≥ the first and
@@ -640,6 +706,40 @@ impl Scan {
         let e = ExtentItem::decode(v, 0, u64::MAX)?;
         let (first, total) = (self.sb.first_block, self.sb.total_blocks);
         let end = e.disk_start + e.len();
+        if e.copy_start.is_some() && self.sb.data_copies() != 2 {
+            return Err(Error::Corrupt(format!(
+                "extent at file block {} has a second copy but the filesystem has one data copy",
+                k.offset
+            )));
+        }
+        if let Some(copy) = e.copy_start {
+            let copy_end = copy + e.len();
+            if copy < first || copy_end > total {
+                f.error(
+                    Check::BlockOutOfRange,
+                    false,
+                    Some(k.object),
+                    Some(copy),
+                    format!(
+                        "inode {}: the second copy of the extent at file block {} maps blocks \
+                         {copy}..{copy_end}, outside [{first}, {total})",
+                        k.object, k.offset
+                    ),
+                );
+            } else {
+                self.refs.push(Ref {
+                    start: copy,
+                    len: e.len(),
+                    owner: Owner::Extent {
+                        ino: k.object,
+                        file_block: k.offset,
+                    },
+                });
+                if e.disk_start >= first && end <= total {
+                    self.copied.push((k.object, k.offset, e.clone()));
+                }
+            }
+        }
         if e.disk_start < first || end > total {
             f.error(
                 Check::BlockOutOfRange,

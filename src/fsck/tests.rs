@@ -955,3 +955,74 @@ fn the_scrub_record_is_accepted_and_checked() {
     assert_eq!(fs.scrub_status().state, "idle");
     assert_eq!(fs.status().last_scrub.unwrap().result, "clean");
 }
+
+/// copies=2: a filesystem with one 3-block file; returns both copies of each of its blocks.
+fn copies2_file() -> (Arc<MemDevice>, Vec<(u64, u64)>) {
+    let dev = Arc::new(MemDevice::new(32 << 20, 512));
+    let opts = MkfsOptions {
+        data_copies: 2,
+        ..MkfsOptions::default()
+    };
+    mkfs(dev.clone(), &opts).unwrap();
+    let fs = mount(&dev);
+    let f = file(&fs, ROOT_INO, "f");
+    fs.write(f, 0, &vec![9u8; 3 * 4096], false).unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+    let mut meta = Meta::open(dev.clone(), false).unwrap();
+    let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
+    let mut blocks = Vec::new();
+    meta.tree
+        .walk(&mut |v| {
+            if let crate::tree::Visit::Item { key, value } = v {
+                if key.kind == KIND_EXTENT && key.object == f {
+                    let e = ExtentItem::decode(value, first, total).unwrap();
+                    for i in 0..e.len() {
+                        blocks.push((e.block_of(0, i).unwrap(), e.block_of(1, i).unwrap()));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    (dev, blocks)
+}
+
+#[test]
+fn copies2_bad_data_copies_are_found_and_repaired_from_the_good_one() {
+    let (dev, blocks) = copies2_file();
+    assert_eq!(blocks.len(), 3);
+    let r = fsck_dev(&dev, false);
+    assert_clean(&r);
+    // Both copies are referenced blocks: 6 data blocks for 3 file blocks.
+    assert_eq!(r.stats.data_blocks, 6, "{}", r.to_text());
+    let flip = |block: u64| {
+        let off = block * 4096 + 300;
+        let byte = dev.peek(off, 1)[0];
+        dev.poke(off, &[byte ^ 0x01]);
+    };
+    flip(blocks[0].0);
+    flip(blocks[1].1);
+    let r = fsck_dev(&dev, false);
+    assert_eq!(r.exit_code, EXIT_UNCORRECTED, "{}", r.to_text());
+    assert_eq!(checks(&r), vec![Check::DataCopyDamaged], "{}", r.to_text());
+    let bad: Vec<Option<u64>> = r.error_problems().map(|p| p.block).collect();
+    assert_eq!(bad, vec![Some(blocks[0].0), Some(blocks[1].1)]);
+    // --repair rewrites each from its good copy, and the check after it is clean.
+    let r = fsck_dev(&dev, true);
+    assert_eq!(
+        (r.status, r.exit_code),
+        (Status::Corrected, EXIT_CORRECTED),
+        "{}",
+        r.to_text()
+    );
+    assert!(r.problems.iter().all(|p| p.fixed), "{}", r.to_text());
+    assert_clean(&fsck_dev(&dev, false));
+    // Both copies bad: reported, not fixable, nothing rewritten; the tree is fine.
+    flip(blocks[2].0);
+    flip(blocks[2].1);
+    let r = fsck_dev(&dev, true);
+    assert_eq!(r.exit_code, EXIT_UNCORRECTED, "{}", r.to_text());
+    assert_eq!(checks(&r), vec![Check::DataDamaged], "{}", r.to_text());
+    assert!(r.repair.as_ref().is_some_and(|rr| !rr.committed));
+}

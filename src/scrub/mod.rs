@@ -12,11 +12,13 @@
 //! 1. the superblocks are read (both slots) and the tree opened and walked as a mount does:
 //!    every node's first copy is read and verified, a bad one is served from the second copy
 //!    and rewritten (`TreeIo` heal); nodes bad in both copies are lost, with what is below them;
-//! 2. every data block and every node's second copy is read in device order, in runs of
-//!    consecutive blocks (up to `RUN_BYTES`), and verified: data against its extent's crc, a
-//!    node against its parent's pointer. A bad second copy is rewritten from the first.
+//! 2. every data block (both copies with `copies=2`) and every node's second copy is read in
+//!    device order, in runs of consecutive blocks (up to `RUN_BYTES`), and verified: data
+//!    against its extent's crc, a node against its parent's pointer. A bad second copy of a
+//!    node is rewritten from the first; a bad copy of a data block from its other copy (either
+//!    direction), when that one verifies.
 //!
-//! Data has one copy (`copies=2` is to come), so a bad data block is reported, not repaired.
+//! With one data copy a bad data block is reported, not repaired.
 
 pub mod control;
 pub mod online;
@@ -59,6 +61,15 @@ enum Check {
     Data { ino: u64, fb: u64, crc: u32 },
     /// The second copy of the node `ptr` names, at tree level `level`.
     SecondCopy { ptr: BlockPtr, level: u8 },
+    /// One copy (`copy`: 1 or 2) of a data block of a `copies=2` extent; `other` is the
+    /// device block of its other copy, which holds the same bytes.
+    DataCopy {
+        ino: u64,
+        fb: u64,
+        crc: u32,
+        copy: u8,
+        other: u64,
+    },
 }
 
 /// Scrubs the filesystem on `dev` (not mounted). `progress` is told (bytes done, bytes in all)
@@ -106,14 +117,22 @@ pub fn scrub(
                 match ExtentItem::decode(value, first, total) {
                     Ok(e) => {
                         for (i, &crc) in e.crcs.iter().enumerate() {
-                            checks.push((
-                                e.disk_start + i as u64,
-                                Check::Data {
-                                    ino: key.object,
-                                    fb: key.offset + i as u64,
-                                    crc,
-                                },
-                            ));
+                            let (ino, fb) = (key.object, key.offset + i as u64);
+                            let at = e.disk_start + i as u64;
+                            match e.copy_start.map(|c| c + i as u64) {
+                                None => checks.push((at, Check::Data { ino, fb, crc })),
+                                Some(second) => {
+                                    let copy = |copy, other| Check::DataCopy {
+                                        ino,
+                                        fb,
+                                        crc,
+                                        copy,
+                                        other,
+                                    };
+                                    checks.push((at, copy(1, second)));
+                                    checks.push((second, copy(2, at)));
+                                }
+                            }
                         }
                     }
                     Err(e) => walk_errors.push(e.to_string()),
@@ -205,7 +224,8 @@ pub fn scrub(
                         .push(bad_block(&meta, &paths, block, check, error, bs));
                 }
                 match check {
-                    Check::Data { .. } => report.data_blocks += 1,
+                    Check::Data { .. } | Check::DataCopy { copy: 1, .. } => report.data_blocks += 1,
+                    Check::DataCopy { .. } => report.data_copies += 1,
                     Check::SecondCopy { .. } => report.metadata_copies += 1,
                 }
             }
@@ -217,6 +237,14 @@ pub fn scrub(
         }
     });
     report.bytes_read += nodes * bs;
+    // Data copies rewritten in place: make them durable before saying so.
+    let data_repaired = report
+        .bad
+        .iter()
+        .any(|b| b.repaired && matches!(b.damage, Damage::DataCopy { .. }));
+    if data_repaired {
+        dev.flush()?;
+    }
     report.elapsed = start.elapsed();
     report.finish();
     Ok(report)
@@ -253,13 +281,51 @@ fn bad_block(
             error,
             repaired: heal_second_copy(meta, &ptr, level),
         },
+        Check::DataCopy {
+            ino,
+            fb,
+            crc,
+            copy,
+            other,
+        } => BadBlock {
+            block,
+            damage: Damage::DataCopy {
+                ino,
+                offset: fb * bs,
+                paths: paths.of(ino),
+                copy,
+            },
+            error,
+            repaired: heal_data_copy(meta, block, other, crc),
+        },
+    }
+}
+
+/// Rewrites the bad data copy at `bad` from its other copy at `good`, if that one reads and
+/// verifies against `crc` now (offline: nothing else writes the device meanwhile).
+fn heal_data_copy(meta: &Meta, bad: u64, good: u64, crc: u32) -> bool {
+    let io = meta.tree.io();
+    let bs = meta.sb.block_size;
+    let mut buf = AlignedBuf::zeroed(bs as usize);
+    if io.dev.read_at(good * u64::from(bs), &mut buf).is_err() || block_crc(&buf) != crc {
+        return false;
+    }
+    match io.dev.write_at(bad * u64::from(bs), &[&buf]) {
+        Ok(()) => {
+            log::warn!("data block {bad}: rewritten from its other copy at {good}");
+            true
+        }
+        Err(e) => {
+            log::error!("data block {bad}: could not rewrite it: {e}");
+            false
+        }
     }
 }
 
 /// Verifies one block against what points to it.
 fn verify(meta: &Meta, bytes: &[u8], check: Check) -> std::result::Result<(), String> {
     match check {
-        Check::Data { crc, .. } => {
+        Check::Data { crc, .. } | Check::DataCopy { crc, .. } => {
             let got = block_crc(bytes);
             if got == crc {
                 Ok(())

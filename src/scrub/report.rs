@@ -31,6 +31,13 @@ pub enum Damage {
     /// A copy (1 or 2) of the tree node whose first copy is at block `node`, at tree level
     /// `level` (0: a leaf).
     Metadata { node: u64, level: u8, copy: u8 },
+    /// One copy (1 or 2) of a data block of a `copies=2` filesystem: as `Data`, and which copy.
+    DataCopy {
+        ino: u64,
+        offset: u64,
+        paths: Vec<String>,
+        copy: u8,
+    },
 }
 
 /// Deserializable too: the online scrub's report comes from the daemon as JSON.
@@ -42,6 +49,8 @@ pub struct ScrubReport {
     /// Second copies of nodes checked (DUP).
     pub metadata_copies: u64,
     pub data_blocks: u64,
+    /// Second copies of data blocks checked (`copies=2`).
+    pub data_copies: u64,
     pub bytes_read: u64,
     #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub elapsed: Duration,
@@ -110,14 +119,26 @@ impl ScrubReport {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for b in &self.bad {
+            let names = |ino: &u64, paths: &[String]| {
+                if paths.is_empty() {
+                    format!("inode {ino} (no name reaches it)")
+                } else {
+                    paths.join(", ")
+                }
+            };
             let what = match &b.damage {
                 Damage::Data { ino, offset, paths } => {
-                    let names = if paths.is_empty() {
-                        format!("inode {ino} (no name reaches it)")
-                    } else {
-                        paths.join(", ")
-                    };
+                    let names = names(ino, paths);
                     format!("data of {names} at offset {offset} (inode {ino})")
+                }
+                Damage::DataCopy {
+                    ino,
+                    offset,
+                    paths,
+                    copy,
+                } => {
+                    let names = names(ino, paths);
+                    format!("copy {copy} of the data of {names} at offset {offset} (inode {ino})")
                 }
                 Damage::Metadata { node, level, copy } => format!(
                     "copy {copy} of tree node {node} ({})",
@@ -133,6 +154,7 @@ impl ScrubReport {
             } else {
                 match b.damage {
                     Damage::Data { .. } => "NOT repaired: data has one copy",
+                    Damage::DataCopy { .. } => "NOT repaired: the other copy is bad too",
                     Damage::Metadata { .. } => "NOT repaired",
                 }
             };
@@ -154,12 +176,17 @@ impl ScrubReport {
 
     pub fn summary(&self) -> String {
         format!(
-            "scrubbed generation {}: {} tree nodes, {} second copies, {} data blocks, {:.1} MiB \
+            "scrubbed generation {}: {} tree nodes, {} second copies, {} data blocks{}, {:.1} MiB \
              in {:.2} s: {} (corrected {}, uncorrectable {})",
             self.generation,
             self.metadata_nodes,
             self.metadata_copies,
             self.data_blocks,
+            if self.data_copies > 0 {
+                format!(" (and {} second copies)", self.data_copies)
+            } else {
+                String::new()
+            },
             self.bytes_read as f64 / f64::from(1 << 20),
             self.elapsed.as_secs_f64(),
             self.result,

@@ -218,3 +218,131 @@ fn the_rate_limit_holds() {
         start.elapsed()
     );
 }
+
+/// As `populated`, with `copies=2`: /a/f (three blocks, also /b/g) and /h (one block).
+fn populated_copies() -> (Arc<MemDevice>, u64, u64) {
+    let dev = Arc::new(MemDevice::new(64 << 20, 512));
+    let opts = MkfsOptions {
+        data_copies: 2,
+        ..MkfsOptions::default()
+    };
+    mkfs(dev.clone(), &opts).unwrap();
+    let fs = Fs::mount(dev.clone(), MountOptions::default()).unwrap();
+    let a = fs.mkdir(ROOT_INO, b"a", 0o755, ROOT).unwrap().ino;
+    let b = fs.mkdir(ROOT_INO, b"b", 0o755, ROOT).unwrap().ino;
+    let f = fs
+        .mknod(a, b"f", libc::S_IFREG | 0o644, 0, ROOT)
+        .unwrap()
+        .ino;
+    fs.write(f, 0, &vec![7u8; 3 * BS as usize], false).unwrap();
+    fs.link(f, b, b"g").unwrap();
+    let h = fs
+        .mknod(ROOT_INO, b"h", libc::S_IFREG | 0o644, 0, ROOT)
+        .unwrap()
+        .ino;
+    fs.write(h, 0, b"other file", false).unwrap();
+    fs.shutdown().unwrap();
+    (dev, f, h)
+}
+
+/// Both copies of every data block of `ino`: (first, second).
+fn data_copies(dev: &Arc<MemDevice>, ino: u64) -> Vec<(u64, u64)> {
+    let mut meta = Meta::open(dev.clone(), false).unwrap();
+    let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
+    let mut out = Vec::new();
+    meta.tree
+        .walk(&mut |v| {
+            if let Visit::Item { key, value } = v {
+                if key.kind == KIND_EXTENT && key.object == ino {
+                    let e = ExtentItem::decode(value, first, total).unwrap();
+                    for i in 0..e.len() {
+                        out.push((e.block_of(0, i).unwrap(), e.block_of(1, i).unwrap()));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn copies2_a_bad_data_copy_is_repaired_from_the_other_in_either_direction() {
+    let (dev, f, _) = populated_copies();
+    let blocks = data_copies(&dev, f);
+    assert_eq!(blocks.len(), 3);
+    let clean = run(&dev);
+    assert_eq!(clean.exit_code, EXIT_CLEAN, "{}", clean.to_text());
+    assert_eq!((clean.data_blocks, clean.data_copies), (4, 4));
+    flip(&dev, blocks[0].0);
+    flip(&dev, blocks[2].1);
+
+    let r = run(&dev);
+    let text = r.to_text();
+    assert_eq!(
+        (r.result, r.exit_code),
+        ("corrected", EXIT_CORRECTED),
+        "{text}"
+    );
+    assert_eq!(r.bad.len(), 2, "{text}");
+    assert!(r.bad.iter().all(|b| b.repaired), "{text}");
+    let paths = vec!["/a/f".to_string(), "/b/g".to_string()];
+    assert_eq!(
+        r.bad[0].block.min(r.bad[1].block),
+        blocks[0].0.min(blocks[2].1)
+    );
+    let at = |block: u64| r.bad.iter().find(|b| b.block == block).unwrap();
+    assert_eq!(
+        at(blocks[0].0).damage,
+        Damage::DataCopy {
+            ino: f,
+            offset: 0,
+            paths: paths.clone(),
+            copy: 1
+        }
+    );
+    assert_eq!(
+        at(blocks[2].1).damage,
+        Damage::DataCopy {
+            ino: f,
+            offset: 2 * BS,
+            paths,
+            copy: 2
+        }
+    );
+    assert!(
+        text.contains("copy 2 of the data of /a/f, /b/g at offset 8192"),
+        "{text}"
+    );
+    for (a, b) in &blocks {
+        assert_eq!(dev.peek(a * BS, BS as usize), dev.peek(b * BS, BS as usize));
+    }
+    let again = run(&dev);
+    assert_eq!(again.exit_code, EXIT_CLEAN, "{}", again.to_text());
+}
+
+#[test]
+fn copies2_a_block_bad_in_both_copies_is_uncorrectable_and_named() {
+    let (dev, _, h) = populated_copies();
+    let (a, b) = data_copies(&dev, h)[0];
+    flip(&dev, a);
+    dev.poke(b * BS + 200, b"Z");
+    let r = run(&dev);
+    let text = r.to_text();
+    assert_eq!(
+        (r.result, r.exit_code),
+        ("uncorrectable", EXIT_UNCORRECTABLE),
+        "{text}"
+    );
+    assert_eq!(r.bad.len(), 2, "{text}");
+    assert!(r.bad.iter().all(|b| !b.repaired), "{text}");
+    assert!(r.bad.iter().all(
+        |b| matches!(&b.damage, Damage::DataCopy { paths, .. } if paths == &["/h".to_string()])
+    ));
+    assert!(
+        text.contains("NOT repaired: the other copy is bad too"),
+        "{text}"
+    );
+    // Nothing was rewritten from a bad copy.
+    assert!(dev.peek(a * BS, BS as usize) != dev.peek(b * BS, BS as usize));
+}
