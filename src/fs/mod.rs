@@ -580,10 +580,7 @@ impl Fs {
             let segments = job_segments(job);
             let bytes = job.blocks.len() as u64 * u64::from(self.bs);
             for start in std::iter::once(job.disk_start).chain(job.copy_start) {
-                if let Err(e) = self
-                    .dev
-                    .write_slices(start * u64::from(self.bs), &segments)
-                {
+                if let Err(e) = self.dev.write_slices(start * u64::from(self.bs), &segments) {
                     return Err(self.write_failed(e.into()));
                 }
                 self.counters
