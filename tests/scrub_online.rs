@@ -323,3 +323,89 @@ fn pause_resume_cancel_status_and_the_position_survives_a_remount() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// Every offset of `marker` on the image, in address order.
+fn hits(image: &Path, marker: &[u8]) -> Vec<u64> {
+    common::read_file(image)
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| *w == marker)
+        .map(|(i, _)| i as u64)
+        .collect()
+}
+
+/// copies=2, damaged under the mount: a bad first copy is healed by a read (right bytes,
+/// counted, rewritten on the image); bad copies nobody reads are found by the online scrub,
+/// which rewrites each from its other copy (exit 1, kind `data_copy`, the copy and the path);
+/// the next scrub is clean and the image holds the right bytes again.
+#[test]
+fn copies2_damage_under_a_mount_is_healed_by_reads_and_by_the_online_scrub() {
+    let t = TestFs::with("256M", &["--copies", "2"], "");
+    let markers: [&[u8]; 3] = [
+        b"##COPIES-ONLINE-A-51e0##",
+        b"##COPIES-ONLINE-B-51e0##",
+        b"##COPIES-ONLINE-C-51e0##",
+    ];
+    let mut data: Vec<u8> = (0..1usize << 20).map(|i| (i * 13 / 7) as u8).collect();
+    for (k, m) in markers.iter().enumerate() {
+        let at = 100_000 + k * 300_000;
+        data[at..at + m.len()].copy_from_slice(m);
+    }
+    fs::write(t.path("victim"), &data).unwrap();
+    fs::File::open(t.path("victim"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    // Each marker twice: its first copy, and its second about half the device further on.
+    let [a, b, c] = markers.map(|m| hits(&t.image, m));
+    for h in [&a, &b, &c] {
+        assert_eq!(h.len(), 2, "copies=2 puts each block on the image twice");
+    }
+
+    // A: the first copy, then a read: served from the second and rewritten.
+    common::xor_byte(&t.image, a[0], 0x08);
+    assert_eq!(fs::read(t.path("victim")).unwrap(), data);
+    let s = status(&t.mnt);
+    assert_eq!(
+        (u(&s["data_bad_copies"]), u(&s["data_repairs"])),
+        (1, 1),
+        "{s}"
+    );
+    assert_eq!(u(&s["checksum_errors"]), 0, "{s}");
+    assert_eq!(
+        hits(&t.image, markers[0]),
+        a,
+        "the read rewrote the first copy"
+    );
+
+    // B's second copy and C's first copy, and no read: the online scrub finds and heals both.
+    common::xor_byte(&t.image, b[1], 0x08);
+    common::xor_byte(&t.image, c[0], 0x08);
+    let (code, r) = scrub(&t.mnt);
+    assert_eq!((code, r["result"].as_str()), (1, Some("corrected")), "{r}");
+    let mut bad: Vec<(u64, u64, String)> = r["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            assert_eq!(x["kind"], "data_copy", "{x}");
+            assert_eq!(x["repaired"], true, "{x}");
+            assert_eq!(x["paths"], serde_json::json!(["/victim"]), "{x}");
+            (u(&x["block"]), u(&x["copy"]), x["offset"].to_string())
+        })
+        .collect();
+    bad.sort_unstable();
+    let offset = |k: u64| ((100_000 + k * 300_000) / 4096 * 4096).to_string();
+    let mut want = vec![(b[1] / 4096, 2, offset(1)), (c[0] / 4096, 1, offset(2))];
+    want.sort_unstable();
+    assert_eq!(bad, want, "{r}");
+    assert_eq!(u(&r["data_blocks"]), 2 * 256, "both copies verified: {r}");
+    let (code, r) = scrub(&t.mnt);
+    assert_eq!((code, r["result"].as_str()), (0, Some("clean")), "{r}");
+    assert_eq!(hits(&t.image, markers[1]), b);
+    assert_eq!(hits(&t.image, markers[2]), c);
+    let s = status(&t.mnt);
+    assert_eq!(u(&s["data_repairs"]), 3, "{s}");
+    assert_eq!(s["last_scrub"]["result"], "clean", "{s}");
+    assert_eq!(fs::read(t.path("victim")).unwrap(), data);
+}

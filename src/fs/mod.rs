@@ -609,7 +609,7 @@ impl Fs {
     /// each against its crc. A block whose first copy fails (crc or device error) is served
     /// from its second copy (`copies=2`) and its first copy rewritten (`second_copy`).
     /// Called without the state lock, with `io_gate` held (shared) since `plan` was made under
-    /// the state lock: the repair write relies on that (see `repair_first_copy`).
+    /// the state lock: the repair write relies on that (see `repair_data_copy`).
     fn read_verified(&self, ino: Ino, first_fb: u64, plan: &[Src]) -> Result<DiskRuns> {
         let bs = self.bs as usize;
         let mut out = DiskRuns {
@@ -756,13 +756,15 @@ impl Fs {
         log::warn!(
             "inode {ino} file offset {offset}: device block {addr} is bad ({why}); served from its second copy at {copy}"
         );
-        self.repair_first_copy(ino, addr, out);
+        self.repair_data_copy(ino, addr, out);
         Ok(())
     }
 
-    /// Rewrites the bad first copy at `addr` with `good`, bytes just read from its second copy
-    /// and verified against the crc the extent holds: an in-place rewrite of the same content,
-    /// the one exception to copy-on-write (as btrfs repairs), never on a read-only mount.
+    /// Rewrites the bad copy at `addr` (the first, from a read; either, from the online scrub)
+    /// with `good`, bytes just read from the other copy and verified against the crc the
+    /// extent holds: an in-place rewrite of the same content, the one exception to
+    /// copy-on-write (as btrfs repairs), never on a read-only mount. Says whether it was
+    /// rewritten.
     ///
     /// Why this cannot land on a block that holds anything else by now: the caller holds
     /// `io_gate` shared, taken under the state lock together with the plan that mapped this
@@ -772,20 +774,21 @@ impl Fs {
     /// that extent with that crc, or freed and not yet reusable (no one else writes it, and a
     /// commit that still references it expects exactly these bytes). The write is synchronous
     /// and finishes before the caller drops the gate.
-    fn repair_first_copy(&self, ino: Ino, addr: u64, good: &[u8]) {
+    fn repair_data_copy(&self, ino: Ino, addr: u64, good: &[u8]) -> bool {
         if self.read_only || self.failed.load(Ordering::SeqCst) {
             log::warn!("data block {addr} (inode {ino}): not rewritten (read-only)");
-            return;
+            return false;
         }
         let mut b = self.block_pool.take();
         b.copy_from_slice(good);
-        match self.dev.write_at(addr * u64::from(self.bs), &[&b]) {
+        let done = match self.dev.write_at(addr * u64::from(self.bs), &[&b]) {
             Ok(()) => {
                 self.counters.data_repairs.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .bytes_written
                     .fetch_add(u64::from(self.bs), Ordering::Relaxed);
-                log::warn!("data block {addr} (inode {ino}): rewritten from its second copy");
+                log::warn!("data block {addr} (inode {ino}): rewritten from its other copy");
+                true
             }
             // Nothing is lost (the second copy is good): not a reason to stop committing.
             Err(e) => {
@@ -793,9 +796,11 @@ impl Fs {
                     .device_write_errors
                     .fetch_add(1, Ordering::Relaxed);
                 log::error!("data block {addr} (inode {ino}): could not rewrite it: {e}");
+                false
             }
-        }
+        };
         self.block_pool.put(b);
+        done
     }
 
     fn release_runs(&self, runs: DiskRuns) {

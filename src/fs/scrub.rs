@@ -211,46 +211,90 @@ impl Fs {
         }
     }
 
-    /// Data block `block`, file block `fb` of `ino`, failed against `crc`. Confirmed (the error
-    /// is returned, and counted as a checksum or device error) only if the current tree still
-    /// maps `fb` there with that crc, it is not being written back, and a second read under
-    /// the read gate fails again; otherwise the block changed owner and `None` is returned.
+    /// Copy `copy` (1 or 2) of data block `block`, file block `fb` of `ino`, failed against
+    /// `crc`. Confirmed only if the current tree still maps `fb` there (as that copy) with that
+    /// crc, it is not being written back, and a second read under the read gate fails again;
+    /// otherwise the block changed owner and `None` is returned. On a `copies=2` filesystem the
+    /// other copy is then read, and if it verifies the bad one is rewritten from it (not on a
+    /// read-only mount), under the same gate, so the write can only land on a block that is
+    /// still this copy of this block (see `repair_data_copy`). Counted as the read path counts:
+    /// a bad copy with a good twin in `data_bad_copies`, a block with no good copy in
+    /// `checksum_errors` (or as a device read error).
     pub(crate) fn scrub_recheck_data(
         &self,
         ino: Ino,
         fb: u64,
         block: u64,
         crc: u32,
-    ) -> Option<String> {
-        let st = {
+        copy: u8,
+    ) -> Option<BadData> {
+        let (st, other) = {
             let mut st = self.lock();
-            let same = match st.extent_at(ino, fb) {
-                Ok(Some((start, e))) => {
-                    let i = (fb - start) as usize;
-                    e.disk_start + i as u64 == block && e.crcs[i] == crc
+            let other = match st.extent_at(ino, fb) {
+                Ok(Some((start, e))) if e.crcs[(fb - start) as usize] == crc => {
+                    let i = fb - start;
+                    let first = e.disk_start + i;
+                    let second = e.copy_start.map(|c| c + i);
+                    match copy {
+                        1 if first == block => Some(second),
+                        2 if second == Some(block) => Some(Some(first)),
+                        _ => None,
+                    }
                 }
-                _ => false,
+                _ => None,
             };
             let writing = st.writeback.get(&ino).is_some_and(|m| m.contains_key(&fb));
-            if !same || writing {
-                return None;
+            match other {
+                Some(other) if !writing => (st, other),
+                _ => return None,
             }
-            st
         };
         let _gate = self.io_gate.read();
         drop(st);
         let (why, _) = self.scrub_reread(block, |b| online::data_block_error(b, crc));
         let why = why?;
-        if why.starts_with("checksum") {
+        let offset = fb * u64::from(self.bs);
+        let Some(other) = other else {
+            if why.starts_with("checksum") {
+                self.counters
+                    .checksum_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            log::error!("scrub: inode {ino} file offset {offset} device block {block}: {why}");
+            return Some(BadData {
+                why,
+                copy: None,
+                repaired: false,
+            });
+        };
+        let (other_bad, good) = self.scrub_reread(other, |b| online::data_block_error(b, crc));
+        let repaired = if other_bad.is_none() {
             self.counters
-                .checksum_errors
+                .data_bad_copies
                 .fetch_add(1, Ordering::Relaxed);
-        }
-        log::error!(
-            "scrub: inode {ino} file offset {} device block {block}: {why}",
-            fb * u64::from(self.bs)
-        );
-        Some(why)
+            log::error!(
+                "scrub: inode {ino} file offset {offset} copy {copy} (device block {block}): \
+                 {why}; the other copy is good"
+            );
+            self.repair_data_copy(ino, block, &good)
+        } else {
+            // Both bad: one checksum error for the block (counted once, by its first copy).
+            if copy == 1 {
+                self.counters
+                    .checksum_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            log::error!(
+                "scrub: inode {ino} file offset {offset} copy {copy} (device block {block}): \
+                 {why}; the other copy is bad too"
+            );
+            false
+        };
+        Some(BadData {
+            why,
+            copy: Some(copy),
+            repaired,
+        })
     }
 
     /// Copy `copy` of the node `ptr` names failed. Confirmed only if the node (found again by
@@ -302,4 +346,12 @@ impl Fs {
     pub(crate) fn scrub_paths(&self, inos: &HashSet<Ino>) -> HashMap<Ino, Vec<String>> {
         online::paths_of(&mut self.lock().meta, inos)
     }
+}
+
+/// A data block copy the online scrub found bad: why, which copy (on a `copies=2`
+/// filesystem), and whether it was rewritten from the other copy.
+pub(crate) struct BadData {
+    pub why: String,
+    pub copy: Option<u8>,
+    pub repaired: bool,
 }

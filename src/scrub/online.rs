@@ -67,13 +67,15 @@ const MAX_BAD_KEPT: usize = 100_000;
 /// One piece of work: blocks at consecutive device addresses with one owner.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Piece {
-    /// `crcs.len()` blocks of one extent from device block `disk`: file blocks from `fb` of
-    /// `ino`, with the crcs the extent item holds for them.
+    /// `crcs.len()` blocks of copy `copy` (1, or 2 on a `copies=2` filesystem) of one extent
+    /// from device block `disk`: file blocks from `fb` of `ino`, with the crcs the extent item
+    /// holds for them (one crc checks both copies). Both copies count as data blocks verified.
     Data {
         disk: u64,
         ino: u64,
         fb: u64,
         crcs: Vec<u32>,
+        copy: u8,
     },
     /// Copy `copy` (1 or 2) of the tree node `ptr` names, at tree level `level`; `key` lies
     /// below the node (it finds the node again for the re-check).
@@ -173,20 +175,26 @@ pub(crate) fn collect(
     }
     let max_run = max_run.max(1) as usize;
     for (ino, fb0, e) in extents {
-        count(e.disk_start, e.len());
-        let lo = from.max(e.disk_start);
-        let hi = to.min(e.disk_start + e.len());
-        let mut at = lo;
-        while at < hi {
-            let i = (at - e.disk_start) as usize;
-            let n = ((hi - at) as usize).min(max_run);
-            out.pieces.push(Piece::Data {
-                disk: at,
-                ino,
-                fb: fb0 + i as u64,
-                crcs: e.crcs[i..i + n].to_vec(),
-            });
-            at += n as u64;
+        let copies = [(e.disk_start, 1u8)]
+            .into_iter()
+            .chain(e.copy_start.map(|c| (c, 2u8)));
+        for (start, copy) in copies {
+            count(start, e.len());
+            let lo = from.max(start);
+            let hi = to.min(start + e.len());
+            let mut at = lo;
+            while at < hi {
+                let i = (at - start) as usize;
+                let n = ((hi - at) as usize).min(max_run);
+                out.pieces.push(Piece::Data {
+                    disk: at,
+                    ino,
+                    fb: fb0 + i as u64,
+                    crcs: e.crcs[i..i + n].to_vec(),
+                    copy,
+                });
+                at += n as u64;
+            }
         }
     }
     out.pieces.sort_by_key(Piece::disk);
@@ -969,7 +977,8 @@ fn scrub_run(fs: &Fs, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> RunOutcom
     let id = fs.scrub_identity();
     let bsz = bs as usize;
     let mut bad_inos = HashSet::new();
-    let mut data_bad: Vec<(u64, u64, u64, String)> = Vec::new();
+    // (block, inode, file block, copy on a copies=2 filesystem, why, repaired)
+    let mut data_bad: Vec<(u64, u64, u64, Option<u8>, String, bool)> = Vec::new();
     for p in run {
         let off = ((p.disk() - start) * bs) as usize;
         let bytes = &buf[off..off + (p.blocks() * bs) as usize];
@@ -979,6 +988,7 @@ fn scrub_run(fs: &Fs, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> RunOutcom
                 ino,
                 fb,
                 crcs,
+                copy,
             } => {
                 out.data_blocks += crcs.len() as u64;
                 let failed: Vec<(usize, String)> = match &read {
@@ -989,9 +999,9 @@ fn scrub_run(fs: &Fs, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> RunOutcom
                 };
                 for (k, _) in failed {
                     let (block, fbk) = (disk + k as u64, fb + k as u64);
-                    if let Some(why) = fs.scrub_recheck_data(*ino, fbk, block, crcs[k]) {
+                    if let Some(bad) = fs.scrub_recheck_data(*ino, fbk, block, crcs[k], *copy) {
                         bad_inos.insert(*ino);
-                        data_bad.push((block, *ino, fbk, why));
+                        data_bad.push((block, *ino, fbk, bad.copy, bad.why, bad.repaired));
                     }
                 }
             }
@@ -1030,16 +1040,21 @@ fn scrub_run(fs: &Fs, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> RunOutcom
     }
     if !data_bad.is_empty() {
         let paths = fs.scrub_paths(&bad_inos);
-        for (block, ino, fb, why) in data_bad {
+        for (block, ino, fb, copy, why, repaired) in data_bad {
+            let (offset, paths) = (fb * bs, paths.get(&ino).cloned().unwrap_or_default());
             out.bad.push(BadBlock {
                 block,
-                damage: Damage::Data {
-                    ino,
-                    offset: fb * bs,
-                    paths: paths.get(&ino).cloned().unwrap_or_default(),
+                damage: match copy {
+                    None => Damage::Data { ino, offset, paths },
+                    Some(copy) => Damage::DataCopy {
+                        ino,
+                        offset,
+                        paths,
+                        copy,
+                    },
                 },
                 error: why,
-                repaired: false,
+                repaired,
             });
         }
     }

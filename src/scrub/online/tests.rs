@@ -110,7 +110,11 @@ fn layout(dev: &Arc<MemDevice>, ino: u64) -> (Vec<u64>, Vec<(BlockPtr, u8, Key)>
     for p in c.pieces {
         match p {
             Piece::Data {
-                disk, ino: i, crcs, ..
+                disk,
+                ino: i,
+                crcs,
+                copy: 1,
+                ..
             } if i == ino => data.extend(disk..disk + crcs.len() as u64),
             Piece::Node {
                 ptr,
@@ -473,4 +477,91 @@ fn a_read_only_mount_scrubs_but_writes_nothing() {
         "nothing written on a read-only mount"
     );
     assert!(fs.scrub_status().read_only);
+}
+
+/// copies=2: a bad copy of a data block (either one) is rewritten from the other by the
+/// online scrub (corrected) and the next scrub is clean; a block bad in both copies is
+/// uncorrectable and both copies are named; reads of the repaired blocks are right.
+#[test]
+fn copies2_bad_data_copies_are_repaired_online_and_both_bad_is_named() {
+    let dev = Arc::new(MemDevice::new(64 << 20, 512));
+    let opts = MkfsOptions {
+        data_copies: 2,
+        ..MkfsOptions::default()
+    };
+    mkfs(dev.clone(), &opts).unwrap();
+    let fs = mount(&dev);
+    let f = fs
+        .mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, ROOT)
+        .unwrap()
+        .ino;
+    let data: Vec<u8> = (0..4 * BS as usize).map(|i| (i / 7) as u8).collect();
+    fs.write(f, 0, &data, false).unwrap();
+    fs.sync().unwrap();
+    // Both copies of each of the file's blocks, in file order.
+    let mut meta = Meta::open(dev.clone() as Arc<dyn BlockDevice>, false).unwrap();
+    let c = collect(&mut meta, 0, u64::MAX, None, 1 << 20).unwrap();
+    let mut copies: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    for p in &c.pieces {
+        if let Piece::Data {
+            disk,
+            ino,
+            crcs,
+            copy,
+            ..
+        } = p
+        {
+            if *ino == f {
+                copies[usize::from(*copy) - 1].extend(*disk..disk + crcs.len() as u64);
+            }
+        }
+    }
+    assert_eq!((copies[0].len(), copies[1].len()), (4, 4), "{c:?}");
+    // Block 1: second copy bad; block 2: first copy bad.
+    flip(&dev, copies[1][1]);
+    flip(&dev, copies[0][2]);
+    let r = scrub_now(&fs, ROOT_INO);
+    assert_eq!((r.result, r.exit_code), ("corrected", 1), "{}", r.to_text());
+    assert_eq!(r.data_blocks, 8, "both copies are verified");
+    let mut bad: Vec<(u64, u8, bool)> = r
+        .bad
+        .iter()
+        .map(|b| match &b.damage {
+            Damage::DataCopy {
+                ino,
+                offset,
+                paths,
+                copy,
+            } => {
+                assert_eq!((*ino, paths.clone()), (f, vec!["/f".to_string()]));
+                (*offset, *copy, b.repaired)
+            }
+            d => panic!("not a data copy: {d:?}"),
+        })
+        .collect();
+    bad.sort_unstable();
+    assert_eq!(bad, [(BS, 2, true), (2 * BS, 1, true)]);
+    assert_eq!(fs.counters().data_repairs, 2);
+    let r = scrub_now(&fs, ROOT_INO);
+    assert_eq!((r.result, r.exit_code), ("clean", 0), "{}", r.to_text());
+    assert_eq!(fs.read(f, 0, data.len() as u32).unwrap(), data);
+    // Block 3 bad in both copies: uncorrectable, both named, nothing rewritten.
+    flip(&dev, copies[0][3]);
+    flip(&dev, copies[1][3]);
+    let repairs = fs.counters().data_repairs;
+    let r = scrub_now(&fs, ROOT_INO);
+    assert_eq!(
+        (r.result, r.exit_code),
+        ("uncorrectable", 2),
+        "{}",
+        r.to_text()
+    );
+    let mut blocks: Vec<u64> = r.bad.iter().map(|b| b.block).collect();
+    blocks.sort_unstable();
+    let mut want = vec![copies[0][3], copies[1][3]];
+    want.sort_unstable();
+    assert_eq!(blocks, want);
+    assert!(r.bad.iter().all(|b| !b.repaired));
+    assert_eq!(fs.counters().data_repairs, repairs);
+    fs.shutdown().unwrap();
 }
