@@ -10,7 +10,10 @@
 #          image (the filled part of a copy-on-write image is near its start)
 #   scrub  stablefs scrub IMAGE: every block the commit references, both metadata copies
 #          (its own bytes_read / elapsed, from --json)
-# Prints MB/s per round, the medians and the median of the per-round ratios scrub/raw.
+#   online the image mounted, caches dropped, then stablefs scrub MOUNTPOINT: the same work done
+#          by the daemon (its report's bytes_read / elapsed), then unmounted
+# Prints MB/s per round, the medians and the medians of the per-round ratios scrub/raw and
+# online/raw.
 #
 # Usage: benches/scrub.sh [--rounds 3] [--size 2G] [--image 4G] [--files 4] [--work DIR] [--keep]
 # Needs root, fio, python3.
@@ -71,15 +74,31 @@ r = json.load(sys.stdin)
 assert r["result"] == "clean", r["result"]
 print(round(r["bytes_read"] / r["elapsed"] / 1e6))'
 }
+online_rate() {
+  "$BIN" mount "$IMG" "$MNT"
+  drop
+  "$BIN" scrub --json "$MNT" 2>/dev/null | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["result"] == "clean", r["result"]
+print(round(r["bytes_read"] / r["elapsed"] / 1e6))'
+  umount "$MNT"
+  for i in $(seq 1 100); do pgrep -f "stablefs mount $IMG" >/dev/null || break; sleep 0.1; done
+}
 echo "scrub.sh $(date -u +%F) $(nproc) cores $(uname -r): $SIZE of data on a $IMAGE image"
-printf "%-6s %-14s %10s %10s %7s\n" round order raw_MB/s scrub_MB/s ratio
-RAWS=() SCRUBS=() RATIOS=()
+printf "%-6s %-20s %10s %10s %10s %7s %7s\n" round order raw_MB/s scrub_MB/s online_MB/s ratio online
+RAWS=() SCRUBS=() ONLINES=() RATIOS=() ORATIOS=()
 for r in $(seq 1 "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then a=$(raw); b=$(scrub_rate); order="raw scrub"
-  else b=$(scrub_rate); a=$(raw); order="scrub raw"; fi
+  # The three targets rotate, so each comes first, second and third in turn.
+  case $((r % 3)) in
+    1) a=$(raw); b=$(scrub_rate); c=$(online_rate); order="raw scrub online" ;;
+    2) b=$(scrub_rate); c=$(online_rate); a=$(raw); order="scrub online raw" ;;
+    0) c=$(online_rate); a=$(raw); b=$(scrub_rate); order="online raw scrub" ;;
+  esac
   ratio=$(python3 -c "print(f'{$b/$a:.2f}')")
-  printf "%-6s %-14s %10s %10s %7s\n" "$r" "$order" "$a" "$b" "${ratio}x"
-  RAWS+=("$a"); SCRUBS+=("$b"); RATIOS+=("$ratio")
+  oratio=$(python3 -c "print(f'{$c/$a:.2f}')")
+  printf "%-6s %-20s %10s %10s %10s %7s %7s\n" "$r" "$order" "$a" "$b" "$c" "${ratio}x" "${oratio}x"
+  RAWS+=("$a"); SCRUBS+=("$b"); ONLINES+=("$c"); RATIOS+=("$ratio"); ORATIOS+=("$oratio")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-echo "median: raw $(median "${RAWS[@]}") MB/s, scrub $(median "${SCRUBS[@]}") MB/s, ratio $(median "${RATIOS[@]}")x"
+echo "median: raw $(median "${RAWS[@]}") MB/s, offline scrub $(median "${SCRUBS[@]}") MB/s (ratio $(median "${RATIOS[@]}")x), online scrub $(median "${ONLINES[@]}") MB/s (ratio $(median "${ORATIOS[@]}")x)"
