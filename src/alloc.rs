@@ -110,26 +110,9 @@ impl Allocator {
     /// or after that point, wrapping around. The cursor of `alloc` stays where it is. `None`
     /// when the device is full.
     pub fn alloc_far(&mut self, near: u64) -> Option<u64> {
-        let span = self.total.checked_sub(self.first).filter(|&s| s > 0)?;
-        let target = self.first + (near.saturating_sub(self.first) + span / 2) % span;
-        let containing = self
-            .free
-            .range(..=target)
-            .next_back()
-            .filter(|(&s, &l)| s + l > target)
-            .map(|(&s, &l)| (s, l, target));
-        let (s, l, b) = containing
-            .or_else(|| self.free.range(target..).next().map(|(&s, &l)| (s, l, s)))
-            .or_else(|| self.free.iter().next().map(|(&s, &l)| (s, l, s)))?;
-        self.free.remove(&s);
-        if b > s {
-            self.free.insert(s, b - s);
-        }
-        if b + 1 < s + l {
-            self.free.insert(b + 1, s + l - b - 1);
-        }
-        self.free_blocks -= 1;
-        Some(b)
+        // For one block the run's choices are exactly these: the free block at the point,
+        // else the first free one after it, else the first one from the start.
+        self.alloc_far_run(near, 1).map(|(b, _)| b)
     }
 
     /// Allocates up to `want` contiguous blocks about half the device away from `near` (the
