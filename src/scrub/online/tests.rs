@@ -565,3 +565,28 @@ fn copies2_bad_data_copies_are_repaired_online_and_both_bad_is_named() {
     assert_eq!(fs.counters().data_repairs, repairs);
     fs.shutdown().unwrap();
 }
+
+/// `--limit`: an online scrub reads no faster than its limit (it takes at least its bytes over
+/// the rate, less one run's worth: the first run is not waited for).
+#[test]
+fn the_online_rate_limit_holds() {
+    let (_dev, fs, _) = populated(64);
+    let limit = 256u64 << 10;
+    let begun = Instant::now();
+    let id = start(&fs, ROOT_INO, Some(limit));
+    wait_for(&fs, "the limited scrub finishes", |s| {
+        s.state == "idle" && s.last.as_ref().is_some_and(|l| l.id == id)
+    });
+    let took = begun.elapsed().as_secs_f64();
+    let r = ask(&fs, ROOT_INO, Request::Report { from: 0 })
+        .report
+        .unwrap();
+    assert_eq!(r.result, "clean", "{}", r.to_text());
+    let one_run = (limit / RUNS_PER_SECOND) as f64;
+    let min = (r.bytes_read as f64 - one_run) / limit as f64;
+    assert!(min > 0.2, "enough to read for the limit to show: {r:?}");
+    assert!(
+        took >= min * 0.95,
+        "{took:.3} s < {min:.3} s at {limit} B/s"
+    );
+}
