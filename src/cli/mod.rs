@@ -3,6 +3,7 @@
 pub mod fsck;
 pub mod mkfs;
 pub mod mount;
+pub mod mount_ioctl;
 pub mod options;
 pub mod scrub;
 pub mod size;

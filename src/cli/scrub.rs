@@ -18,11 +18,9 @@
 //! not a stablefs, no permission, ...). The control commands exit 0 or 4.
 
 use stablefs::device::FileDevice;
-use stablefs::scrub::control::{self, Reply, Request, ScrubStatus, SCRUB_BYTES, SCRUB_IOCTL};
+use stablefs::scrub::control::{self, Reply, Request, ScrubStatus, SCRUB_IOCTL};
 use stablefs::scrub::{scrub, ScrubOptions, ScrubReport, EXIT_OPERATIONAL};
-use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,28 +117,8 @@ fn print_report(path: &Path, report: &ScrubReport, json: bool) -> u8 {
 /// Sends one request over the scrub ioctl on `path` and returns the reply (errors the daemon
 /// reports included); `Err` when there is no answer at all.
 fn ask(path: &Path, req: &Request) -> Result<Reply, String> {
-    let f = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut buf = control::encode(req).ok_or("the request is too large")?;
-    debug_assert_eq!(buf.len(), SCRUB_BYTES as usize);
-    // Safe because: the ioctl's number encodes its size (SCRUB_BYTES, read and write), so the
-    // kernel reads and writes at most that many bytes, and `buf` is that long and lives past
-    // the call; the fd is open for the whole call.
-    let r = unsafe {
-        libc::ioctl(
-            f.as_raw_fd(),
-            SCRUB_IOCTL as libc::c_ulong,
-            buf.as_mut_ptr(),
-        )
-    };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::ENOTTY) {
-            "not on a stablefs mount (the filesystem there does not answer the scrub ioctl)"
-                .to_string()
-        } else {
-            format!("the scrub ioctl failed: {e}")
-        });
-    }
+    super::mount_ioctl::ask(path, SCRUB_IOCTL, &mut buf, "scrub")?;
     control::decode(&buf).map_err(|e| format!("the daemon's answer is not a scrub reply: {e}"))
 }
 
