@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -d "$HOME/.cargo/bin" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 
 # libacl1-dev: pjdfstest links libacl.
-PKGS=(fuse3 fio stress-ng util-linux e2fsprogs btrfs-progs xfsprogs libacl1-dev)
+PKGS=(fuse3 fio stress-ng util-linux bsdutils e2fsprogs btrfs-progs xfsprogs libacl1-dev)
 
 step() { echo "==> $*" >&2; }
 

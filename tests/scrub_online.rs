@@ -459,3 +459,43 @@ fn no_false_report_while_files_are_rewritten_under_the_scrub() {
     let s = status(&t.mnt);
     assert_eq!(u(&s["checksum_errors"]), 0, "{s}");
 }
+
+/// `stablefs PATH...` on a pseudo-terminal (util-linux `script`): what the terminal shows.
+fn on_a_terminal(args: &[&str]) -> String {
+    let line = std::iter::once(stablefs_bin().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    let o = output_within(&mut cmd, Duration::from_secs(120));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// On a terminal, scrub shows a progress line (done/total, rate, time left), redrawn in place,
+/// online (a limited scrub: several redraws) and offline.
+#[test]
+fn a_terminal_gets_a_progress_line_online_and_offline() {
+    let mut t = TestFs::with("128M", &[], "");
+    fs::write(t.path("f"), vec![0x42u8; 12 << 20]).unwrap();
+    let mnt = t.mnt.display().to_string();
+    let shown = on_a_terminal(&["scrub", "--limit", "8M", &mnt]);
+    let lines: Vec<&str> = shown
+        .split('\r')
+        .filter(|l| l.starts_with("scrub: "))
+        .collect();
+    assert!(lines.len() >= 2, "redrawn as it goes: {shown:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" MiB (") && l.contains(" MiB/s, ") && l.contains(" left")),
+        "done/total, rate and time left: {shown:?}"
+    );
+    assert!(shown.contains("clean"), "then the report: {shown:?}");
+    t.unmount();
+    let shown = on_a_terminal(&["scrub", &t.image.display().to_string()]);
+    assert!(
+        shown.contains("\rscrub: ") && shown.contains(" MiB/s, "),
+        "offline too: {shown:?}"
+    );
+}
