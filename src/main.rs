@@ -48,6 +48,17 @@ enum Command {
     /// errors, bytes read and written, commits, the last scrub. Exit status: 0 printed,
     /// 1 not a stablefs mount or no answer
     Status(StatusArgs),
+    /// Commit everything on each mounted stablefs named, and return once it is on the device
+    /// (sync(1) cannot: the kernel sends a FUSE daemon no request for it). Exit status:
+    /// 0 committed, 1 not a stablefs mount or the commit failed
+    Sync(SyncArgs),
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// Mountpoints (or any file or directory of a mount)
+    #[arg(value_name = "MOUNTPOINT", required = true)]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -152,7 +163,8 @@ struct MountArgs {
     #[arg(short, long)]
     foreground: bool,
     /// Comma-separated mount options, repeatable: ro, rw, allow_other, default_permissions
-    /// (always on), commit=SECONDS, threads=N (FUSE threads), workers=N (read/fsync workers),
+    /// (always on), commit=SECONDS, idle_commit=MS (commit once changes have paused this
+    /// long; 0: off), threads=N (FUSE threads), workers=N (read/fsync workers),
     /// and the generic ones mount(8) passes (nodev, nosuid, noexec, noatime, ...)
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
@@ -221,6 +233,7 @@ fn run(command: Command) -> Result<u8, String> {
         // Reports its own failures, with fsck(8)'s exit statuses.
         Command::Fsck(args) => Ok(cli::fsck::run(&args.path, args.repair, args.json)),
         Command::Status(args) => Ok(cli::status::run(&args.path, args.json)),
+        Command::Sync(args) => Ok(cli::sync::run(&args.paths)),
         Command::Scrub(args) => {
             init_logging(None);
             // One argument: a path. Two: a command word, then a path (see cli::scrub).

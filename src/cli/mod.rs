@@ -8,3 +8,4 @@ pub mod options;
 pub mod scrub;
 pub mod size;
 pub mod status;
+pub mod sync;

@@ -150,6 +150,9 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
     if let Some(secs) = opts.commit_secs {
         fs_opts.commit_interval_secs = secs;
     }
+    if let Some(ms) = opts.idle_commit_ms {
+        fs_opts.idle_commit_ms = ms;
+    }
     let fs = Fs::mount(Arc::new(dev), fs_opts)
         .map_err(|e| format!("cannot mount {}: {e}", device.display()))?;
     let fuse = StableFuse::new(Arc::clone(&fs), opts.workers).map_err(|e| {

@@ -5,6 +5,8 @@ use fuser::MountOption;
 /// Most request loops we allow: fuser gives each one a 16 MiB request buffer.
 const MAX_FUSE_THREADS: usize = 64;
 const MAX_WORKERS: usize = 256;
+/// Longest `idle_commit=`: beyond a minute the interval (`commit=`) commits first anyway.
+const MAX_IDLE_COMMIT_MS: u64 = 60_000;
 
 /// Everything `-o` can say. Later options override earlier ones, as with `mount(8)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -13,6 +15,8 @@ pub struct MountOpts {
     pub allow_other: bool,
     /// `commit=SECONDS`; `None`: the filesystem's default.
     pub commit_secs: Option<u64>,
+    /// `idle_commit=MS` (0: off); `None`: the filesystem's default.
+    pub idle_commit_ms: Option<u64>,
     /// `threads=N`: FUSE request loops.
     pub fuse_threads: Option<usize>,
     /// `workers=N`: read/fsync worker threads.
@@ -58,11 +62,14 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             // Always on: the kernel does all permission checks.
             ("default_permissions", None) => {}
             ("commit", Some(v)) => o.commit_secs = Some(number(option, v, 1, None)?),
+            ("idle_commit", Some(v)) => {
+                o.idle_commit_ms = Some(number(option, v, 0, Some(MAX_IDLE_COMMIT_MS))?);
+            }
             ("threads", Some(v)) => {
                 o.fuse_threads = Some(number(option, v, 1, Some(MAX_FUSE_THREADS))?);
             }
             ("workers", Some(v)) => o.workers = Some(number(option, v, 1, Some(MAX_WORKERS))?),
-            ("commit" | "threads" | "workers", None) => {
+            ("commit" | "idle_commit" | "threads" | "workers", None) => {
                 return Err(format!("mount option '{key}' needs a value ({key}=N)"));
             }
             ("dev" | "nodev", None) => o.dev = Some(key == "dev"),
@@ -118,6 +125,14 @@ mod tests {
         let o = parse(&["ro,allow_other", "commit=30,threads=4", "workers=8"]).unwrap();
         assert!(o.read_only && o.allow_other);
         assert_eq!(o.commit_secs, Some(30));
+        assert_eq!(o.idle_commit_ms, None);
+        assert_eq!(parse(&["idle_commit=0"]).unwrap().idle_commit_ms, Some(0));
+        assert_eq!(
+            parse(&["idle_commit=250"]).unwrap().idle_commit_ms,
+            Some(250)
+        );
+        assert!(parse(&["idle_commit=60001"]).is_err());
+        assert!(parse(&["idle_commit"]).is_err());
         assert_eq!(o.fuse_threads, Some(4));
         assert_eq!(o.workers, Some(8));
         assert!(

@@ -115,6 +115,35 @@ impl State {
         Ok(out)
     }
 
+    /// The runs `[start, end)` of file blocks in `[from, to)` that an extent maps.
+    pub fn mapped_runs(&mut self, ino: Ino, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+        let mut runs = Vec::new();
+        if from >= to {
+            return Ok(runs);
+        }
+        let (first, total) = self.extent_bounds();
+        if let Some((s, e)) = self.extent_at(ino, from)? {
+            runs.push((from, (s + e.len()).min(to)));
+        }
+        let mut cursor = from + 1;
+        while cursor < to {
+            let items = self.meta.tree.range(
+                &Key::new(ino, KIND_EXTENT, cursor),
+                &Key::new(ino, KIND_EXTENT, to - 1),
+                256,
+            )?;
+            let Some(last) = items.last().map(|(k, _)| k.offset) else {
+                break;
+            };
+            for (k, v) in items {
+                let len = ExtentItem::decode(&v, first, total)?.len();
+                runs.push((k.offset, (k.offset + len).min(to)));
+            }
+            cursor = last + 1;
+        }
+        Ok(runs)
+    }
+
     /// The first mapped file block in `(fb, end)`, or `end`.
     fn next_extent_start(&mut self, ino: Ino, fb: u64, end: u64) -> Result<u64> {
         if fb + 1 >= end {
@@ -190,7 +219,7 @@ impl State {
     pub fn drop_cached_from(&mut self, ino: Ino, from: u64) {
         if let Some(m) = self.dirty.get_mut(&ino) {
             let gone = m.split_off(&from);
-            self.dirty_blocks -= gone.len() as u64;
+            self.dirty_gone(ino, gone.values());
         }
         if let Some(m) = self.writeback.get_mut(&ino) {
             m.split_off(&from);
@@ -286,6 +315,7 @@ impl State {
             let mut crcs = Vec::with_capacity(got as usize);
             for fb in fb0..fb0 + got {
                 let mut d = blocks.remove(&fb).expect("run blocks are present");
+                self.dirty_gone(ino, [&d]);
                 let crc = *d.crc.get_or_insert_with(|| block_crc(&d.buf));
                 crcs.push(crc);
                 job.blocks.push((fb, Arc::new(d)));
@@ -301,7 +331,6 @@ impl State {
                 .insert(Key::new(ino, KIND_EXTENT, fb0), item.encode())?;
             inode.blocks += got;
             p.left = p.left.saturating_sub(got);
-            self.dirty_blocks -= got;
             self.writeback_blocks += got;
             let wb = self.writeback.entry(ino).or_default();
             for (fb, d) in &job.blocks {

@@ -23,7 +23,7 @@
 //! What it does not promise: the *second* write to a block. Once written, a block is ordinary
 //! copy-on-write data, and overwriting it needs a new block, as on btrfs and ZFS.
 
-use super::state::State;
+use super::state::{DirtyBlock, State};
 use super::*;
 use crate::format::{
     decode_block_count, encode_block_count, ExtentItem, InodeItem, KIND_EXTENT, KIND_UNWRITTEN,
@@ -83,7 +83,7 @@ impl Fs {
         if end > i64::MAX as u64 {
             return errno(libc::EFBIG);
         }
-        self.writable()?;
+        let _change = self.begin_change()?;
         {
             let mut st = self.lock();
             check_file(&st.inode(ino)?, libc::ENODEV)?;
@@ -237,7 +237,7 @@ impl Fs {
         off_out: u64,
         len: u64,
     ) -> Result<u64> {
-        self.writable()?;
+        let _change = self.begin_change()?;
         let size_in = {
             let mut st = self.lock();
             let src = st.inode(ino_in)?;
@@ -449,11 +449,12 @@ impl State {
         let mut bufs = Vec::new();
         if let Some(m) = self.dirty.get_mut(&ino) {
             let keys: Vec<u64> = m.range(from..to).map(|(k, _)| *k).collect();
-            bufs.extend(keys.iter().filter_map(|k| m.remove(k)).map(|d| d.buf));
-            self.dirty_blocks -= bufs.len() as u64;
+            let gone: Vec<DirtyBlock> = keys.iter().filter_map(|k| m.remove(k)).collect();
             if m.is_empty() {
                 self.dirty.remove(&ino);
             }
+            self.dirty_gone(ino, &gone);
+            bufs.extend(gone.into_iter().map(|d| d.buf));
         }
         if let Some(m) = self.writeback.get_mut(&ino) {
             // The commit writing them finds them gone (see `finish_writeback`); their device

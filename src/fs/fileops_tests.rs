@@ -603,3 +603,75 @@ proptest! {
         prop_assert_eq!(fs.counters().checksum_errors, 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// `st_blocks` counts written data before a commit places it, exactly: a commit (every
+    /// other step, so dirty blocks pile up over holes, placed blocks, reservations and
+    /// punched ranges in between) never changes it, nor does a remount.
+    #[test]
+    fn st_blocks_does_not_change_when_data_is_placed(
+        ops in prop::collection::vec(op(), 1..40),
+        copies in 1u8..=2,
+    ) {
+        let dev = Arc::new(MemDevice::new(32 << 20, 512));
+        let opts = MkfsOptions { data_copies: copies, ..MkfsOptions::default() };
+        mkfs(dev.clone(), &opts).unwrap();
+        let mut fs = Fs::mount(dev.clone(), MountOptions { idle_commit_ms: 0, ..MountOptions::default() }).unwrap();
+        let f = create(&fs, "m");
+        let mut model = Vec::new();
+        for (k, op) in ops.iter().enumerate() {
+            apply(&fs, f, &mut model, op);
+            let blocks = fs.getattr(f).unwrap().blocks;
+            if k % 2 == 1 {
+                fs.sync().unwrap();
+                prop_assert_eq!(fs.getattr(f).unwrap().blocks, blocks, "after op {} ({:?})", k, op);
+            }
+        }
+        let blocks = fs.getattr(f).unwrap().blocks;
+        fs = remount(fs, &dev);
+        prop_assert_eq!(fs.getattr(f).unwrap().blocks, blocks);
+        agree(&fs, f, &model);
+    }
+}
+
+#[test]
+fn st_blocks_counts_dirty_data_at_once() {
+    let dev = new_dev(32);
+    let fs = Fs::mount(
+        dev.clone(),
+        MountOptions {
+            idle_commit_ms: 0,
+            ..MountOptions::default()
+        },
+    )
+    .unwrap();
+    let f = create(&fs, "f");
+    let sectors = BS / 512;
+    fs.write(f, 0, &pattern(100, 1), false).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().blocks, sectors, "a partial block");
+    fs.write(f, 10 * BS, &pattern(3 * BS as usize, 2), false)
+        .unwrap();
+    assert_eq!(fs.getattr(f).unwrap().blocks, 4 * sectors, "whole blocks");
+    fs.sync().unwrap();
+    let commits = fs.counters().commits;
+    // Overwriting placed blocks replaces them: no change.
+    fs.write(f, 10 * BS + 5, &pattern(2 * BS as usize, 3), false)
+        .unwrap();
+    assert_eq!(fs.getattr(f).unwrap().blocks, 4 * sectors);
+    // Writing into a hole of a placed file adds.
+    fs.write(f, 5 * BS, &pattern(BS as usize, 4), false)
+        .unwrap();
+    assert_eq!(fs.getattr(f).unwrap().blocks, 5 * sectors);
+    assert_eq!(fs.counters().commits, commits, "no commit in between");
+    // Truncating dirty data away takes it off again.
+    let set = SetAttr {
+        size: Some(BS),
+        ..SetAttr::default()
+    };
+    fs.setattr(f, &set).unwrap();
+    assert_eq!(fs.getattr(f).unwrap().blocks, sectors);
+    fs.sync().unwrap();
+    assert_eq!(fs.getattr(f).unwrap().blocks, sectors);
+}

@@ -35,13 +35,24 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Seconds between background commits.
     pub commit_interval_secs: u64,
+    /// Milliseconds without a change after which what changed is committed, well before the
+    /// interval: the kernel's `sync(2)` sends a FUSE server nothing but the dirty pages it
+    /// writes back, so the commit that follows a burst of changes is what makes them durable
+    /// soon after a `sync` returns. 0: only the interval (and fsync, `stablefs sync`) commit.
+    pub idle_commit_ms: u64,
 }
+
+/// The default of `MountOptions::idle_commit_ms`: long enough that a steady stream of
+/// changes (a copy, an untar) is not interrupted by commits, short against the seconds of
+/// the interval.
+pub const IDLE_COMMIT_MS: u64 = 50;
 
 impl Default for MountOptions {
     fn default() -> Self {
         MountOptions {
             read_only: false,
             commit_interval_secs: 5,
+            idle_commit_ms: IDLE_COMMIT_MS,
         }
     }
 }
@@ -106,6 +117,13 @@ pub struct Fs {
     tree_stats: Arc<crate::tree::TreeStats>,
     mounted_at: std::time::Instant,
     interval: Duration,
+    /// See `MountOptions::idle_commit_ms`; zero: off.
+    idle_commit: Duration,
+    /// When the last change ended, in milliseconds since `mounted_at` (see `begin_change`).
+    last_change_ms: AtomicU64,
+    /// Set by a change, cleared when a commit starts: the committer has changes to commit
+    /// once they have been quiet for `idle_commit`.
+    changes_pending: AtomicBool,
     /// Block-sized bounce buffers, recycled once their data is on the device.
     block_pool: BufPool,
     /// Chunks holding the whole blocks of one write (see `blockbuf`), recycled the same way.
@@ -164,6 +182,7 @@ impl Fs {
             dirty: HashMap::new(),
             writeback: HashMap::new(),
             dirty_blocks: 0,
+            unplaced: HashMap::new(),
             writeback_blocks: 0,
             reserved_blocks: 0,
             block_size: bs,
@@ -188,6 +207,9 @@ impl Fs {
             tree_stats,
             mounted_at: std::time::Instant::now(),
             interval: Duration::from_secs(opts.commit_interval_secs.max(1)),
+            idle_commit: Duration::from_millis(opts.idle_commit_ms),
+            last_change_ms: AtomicU64::new(0),
+            changes_pending: AtomicBool::new(false),
             // Every dirty block's buffer comes back for reuse: in steady state writes allocate
             // nothing.
             block_pool: BufPool::new(
@@ -251,6 +273,11 @@ impl Fs {
             }
         }
         self.commit()
+    }
+
+    /// The generation of the last commit.
+    pub fn generation(&self) -> u64 {
+        self.lock().meta.sb.generation
     }
 
     pub fn block_size(&self) -> u32 {
@@ -329,6 +356,44 @@ impl Fs {
         Ok(())
     }
 
+    /// Starts a change on behalf of a caller: fails unless changes are allowed now. When the
+    /// returned guard drops (the change applied or refused) the committer hears of it, and
+    /// commits once changes have been quiet for `idle_commit`.
+    fn begin_change(&self) -> Result<ChangeGuard<'_>> {
+        self.writable()?;
+        Ok(ChangeGuard(self))
+    }
+
+    fn millis_since_mount(&self) -> u64 {
+        self.mounted_at.elapsed().as_millis() as u64
+    }
+
+    /// How long the committer may sleep: until the interval is up, or until changes that are
+    /// pending have been quiet for `idle_commit`.
+    fn committer_sleep(&self, last_commit: std::time::Instant) -> Duration {
+        let interval_left = self.interval.saturating_sub(last_commit.elapsed());
+        if self.idle_commit.is_zero() || !self.changes_pending.load(Ordering::SeqCst) {
+            return interval_left;
+        }
+        let quiet = self
+            .millis_since_mount()
+            .saturating_sub(self.last_change_ms.load(Ordering::SeqCst));
+        interval_left.min(
+            self.idle_commit
+                .saturating_sub(Duration::from_millis(quiet)),
+        )
+    }
+
+    /// Are there pending changes, quiet for `idle_commit`?
+    fn idle_commit_due(&self) -> bool {
+        !self.idle_commit.is_zero()
+            && self.changes_pending.load(Ordering::SeqCst)
+            && self
+                .millis_since_mount()
+                .saturating_sub(self.last_change_ms.load(Ordering::SeqCst))
+                >= self.idle_commit.as_millis() as u64
+    }
+
     fn kick_committer(&self) {
         self.kick.wake();
     }
@@ -357,6 +422,9 @@ impl Fs {
 
     fn commit(&self) -> Result<()> {
         let _one = self.commit_lock.lock();
+        // Before the snapshot: a change that lands after it pends again (and is committed
+        // when quiet), one that landed before it is in this commit.
+        self.changes_pending.store(false, Ordering::SeqCst);
         if self.failed.load(Ordering::SeqCst) {
             return errno(libc::EIO);
         }
@@ -810,20 +878,36 @@ impl Fs {
     }
 }
 
-/// The background writer: commits every `interval`, and in between writes dirty data back
-/// whenever writers pass the soft limit.
+/// A change in progress (see `Fs::begin_change`); dropping it tells the committer.
+struct ChangeGuard<'a>(&'a Fs);
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        let fs = self.0;
+        fs.last_change_ms
+            .store(fs.millis_since_mount(), Ordering::SeqCst);
+        // The first change since the last commit wakes the committer to plan an idle commit.
+        if !fs.idle_commit.is_zero() && !fs.changes_pending.swap(true, Ordering::SeqCst) {
+            fs.kick_committer();
+        }
+    }
+}
+
+/// The background writer: commits every `interval`, and when changes have been quiet for
+/// `idle_commit`; in between writes dirty data back whenever writers pass the soft limit.
 fn committer_loop(weak: Weak<Fs>, kick: Arc<Kick>) {
     let mut last_commit = std::time::Instant::now();
-    let Some(interval) = weak.upgrade().map(|fs| fs.interval) else {
-        return;
-    };
     loop {
-        kick.wait(interval.saturating_sub(last_commit.elapsed()));
+        // No `Arc<Fs>` is held while sleeping (see `Fs::kick`).
+        let Some(sleep) = weak.upgrade().map(|fs| fs.committer_sleep(last_commit)) else {
+            return;
+        };
+        kick.wait(sleep);
         let Some(fs) = weak.upgrade() else { return };
         if fs.shut_down.load(Ordering::SeqCst) {
             return;
         }
-        let r = if last_commit.elapsed() >= interval {
+        let r = if last_commit.elapsed() >= fs.interval || fs.idle_commit_due() {
             last_commit = std::time::Instant::now();
             fs.commit()
         } else {

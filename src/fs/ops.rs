@@ -80,7 +80,7 @@ impl Fs {
     }
 
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        self.writable()?;
+        let _change = self.begin_change()?;
         if let Some(size) = set.size {
             self.truncate(ino, size)?;
         }
@@ -174,7 +174,7 @@ impl Fs {
         fill: &dyn Fn(&mut State, Ino, &mut InodeItem) -> Result<()>,
     ) -> Result<Attr> {
         check_name(name)?;
-        self.writable()?;
+        let _change = self.begin_change()?;
         let kind = FileKind::from_mode(mode).ok_or(Error::Errno(libc::EINVAL))?;
         let mut st = self.lock();
         self.reserve(&st, 0, Reserve::Names)?;
@@ -282,7 +282,7 @@ impl Fs {
 
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
         check_name(newname)?;
-        self.writable()?;
+        let _change = self.begin_change()?;
         let mut st = self.lock();
         self.reserve(&st, 0, Reserve::Names)?;
         let mut i = st.inode(ino)?;
@@ -310,7 +310,7 @@ impl Fs {
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
-        self.writable()?;
+        let _change = self.begin_change()?;
         let mut st = self.lock();
         let mut dir = st.dir_inode(parent)?;
         let Some(link) = st.dir_lookup(parent, name)? else {
@@ -338,7 +338,7 @@ impl Fs {
             return errno(libc::ENOTEMPTY);
         }
         check_name(name)?;
-        self.writable()?;
+        let _change = self.begin_change()?;
         let mut st = self.lock();
         let mut dir = st.dir_inode(parent)?;
         let Some(link) = st.dir_lookup(parent, name)? else {
@@ -377,7 +377,7 @@ impl Fs {
         {
             return errno(libc::EINVAL);
         }
-        self.writable()?;
+        let _change = self.begin_change()?;
         let mut st = self.lock();
         st.dir_inode(parent)?;
         st.dir_inode(newparent)?;
@@ -603,7 +603,7 @@ impl Fs {
         kill_suidgid: bool,
         level: Reserve,
     ) -> Result<u32> {
-        self.writable()?;
+        let _change = self.begin_change()?;
         if data.is_empty() {
             return Ok(0);
         }
@@ -636,6 +636,7 @@ impl Fs {
                     DirtyBlock {
                         buf,
                         crc: Some(crc),
+                        adds_block: false, // decided under the lock, in `apply_write`
                     },
                 )
             })
@@ -685,14 +686,16 @@ impl Fs {
                 }
                 if still && !in_dirty {
                     let buf = bases[k].take().expect("read_verified returned the block");
-                    st.dirty.entry(ino).or_default().insert(
+                    // Mapped (it was just read from its extent): placing it replaces a block.
+                    st.insert_dirty(
+                        ino,
                         fb,
                         DirtyBlock {
                             buf: BlockBuf::Own(buf),
                             crc: Some(crc),
+                            adds_block: false,
                         },
                     );
-                    st.dirty_blocks += 1;
                 }
             }
             if moved {
@@ -735,22 +738,25 @@ impl Fs {
         for &fb in partial {
             let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
             if !in_dirty {
-                let base = match st.plan_block(ino, fb)? {
+                // Not dirty: being written back (mapped already), or a hole.
+                let (base, adds_block) = match st.plan_block(ino, fb)? {
                     Src::Mem(m) => {
                         let mut b = self.block_pool.take();
                         b.copy_from_slice(&m);
-                        b
+                        (b, false)
                     }
-                    _ => self.block_pool.get(),
+                    Src::Disk { .. } => (self.block_pool.get(), false),
+                    Src::Hole => (self.block_pool.get(), true),
                 };
-                st.dirty.entry(ino).or_default().insert(
+                st.insert_dirty(
+                    ino,
                     fb,
                     DirtyBlock {
                         buf: BlockBuf::Own(base),
                         crc: None,
+                        adds_block,
                     },
                 );
-                st.dirty_blocks += 1;
             }
             let d = st
                 .dirty
@@ -762,14 +768,16 @@ impl Fs {
                 .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
             d.crc = None;
         }
-        let m = st.dirty.entry(ino).or_default();
-        let mut added = 0;
-        for (fb, d) in full {
-            if m.insert(fb, d).is_none() {
-                added += 1;
-            }
+        // A whole block adds to the inode's blocks unless an extent maps it (a dirty block
+        // there already keeps its own answer: see `insert_dirty`).
+        let mapped = match (full.first(), full.last()) {
+            (Some(&(a, _)), Some(&(b, _))) => st.mapped_runs(ino, a, b + 1)?,
+            _ => Vec::new(),
+        };
+        for (fb, mut d) in full {
+            d.adds_block = !mapped.iter().any(|&(s, e)| (s..e).contains(&fb));
+            st.insert_dirty(ino, fb, d);
         }
-        st.dirty_blocks += added;
         let t = now();
         i.size = i.size.max(end);
         i.mtime = t;
@@ -908,7 +916,7 @@ impl Fs {
 
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         Self::check_xattr_name(name)?;
-        self.writable()?;
+        let _change = self.begin_change()?;
         let mut st = self.lock();
         self.reserve(&st, 0, Reserve::Names)?;
         let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
@@ -962,7 +970,7 @@ impl Fs {
 
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         Self::check_xattr_name(name)?;
-        self.writable()?;
+        let _change = self.begin_change()?;
         let mut st = self.lock();
         let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
         let Some(p) = list.iter().position(|(n, _)| n == name) else {

@@ -20,6 +20,11 @@ pub struct DirtyBlock {
     /// crc32c of `buf`, computed as the data was copied in; `None` after a partial update
     /// (recomputed over the private buffer at writeback).
     pub crc: Option<u32>,
+    /// No extent mapped this file block when it became dirty (it was a hole, or a block that
+    /// `fallocate` reserved): placing it adds a block to the inode's `blocks`, where placing
+    /// an overwrite replaces one. Exact while the block is dirty, because every change of a
+    /// file block's mapping (placing, truncate, punch, delete) takes its dirty block away too.
+    pub adds_block: bool,
 }
 
 /// References the kernel holds on an inode.
@@ -38,6 +43,11 @@ pub struct State {
     /// on the device yet, so reads must take them from here until the write completes.
     pub writeback: HashMap<Ino, BTreeMap<u64, Arc<DirtyBlock>>>,
     pub dirty_blocks: u64,
+    /// Per inode, how many of its dirty blocks have `adds_block`. `st_blocks` counts them from
+    /// the moment they are written (as ext4 counts delayed allocations: `tar --sparse` and
+    /// `du` must never see written data as a hole), so the count does not change when a
+    /// commit places them. No entry for an inode with none.
+    pub unplaced: HashMap<Ino, u64>,
     pub writeback_blocks: u64,
     /// Blocks reserved by `fallocate` and not written yet (see `fileops`): free on the device,
     /// but promised.
@@ -89,12 +99,57 @@ impl State {
             gid: i.gid,
             rdev: i.rdev,
             size: i.size,
-            blocks: i.blocks * u64::from(self.block_size / 512),
+            blocks: (i.blocks + self.unplaced_blocks(ino)) * u64::from(self.block_size / 512),
             blksize: self.block_size,
             atime: i.atime,
             mtime: i.mtime,
             ctime: i.ctime,
             crtime: i.crtime,
+        }
+    }
+
+    /// Dirty blocks of `ino` that will add to its `blocks` when placed (see `unplaced`).
+    pub fn unplaced_blocks(&self, ino: Ino) -> u64 {
+        self.unplaced.get(&ino).copied().unwrap_or(0)
+    }
+
+    /// Makes `d` the dirty block at file block `fb` of `ino`. A dirty block already there is
+    /// replaced and returned; the new bytes take its place, and its `adds_block` (the mapping
+    /// has not changed since it became dirty). Otherwise the block is counted.
+    pub fn insert_dirty(&mut self, ino: Ino, fb: u64, mut d: DirtyBlock) -> Option<DirtyBlock> {
+        use std::collections::btree_map::Entry;
+        match self.dirty.entry(ino).or_default().entry(fb) {
+            Entry::Occupied(mut e) => {
+                d.adds_block = e.get().adds_block;
+                Some(e.insert(d))
+            }
+            Entry::Vacant(e) => {
+                let adds = e.insert(d).adds_block;
+                self.dirty_blocks += 1;
+                if adds {
+                    *self.unplaced.entry(ino).or_default() += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// Takes blocks that have left `ino`'s dirty set (placed, truncated, punched or deleted)
+    /// out of the counts.
+    pub fn dirty_gone<'a>(&mut self, ino: Ino, gone: impl IntoIterator<Item = &'a DirtyBlock>) {
+        let (mut n, mut adds) = (0u64, 0u64);
+        for d in gone {
+            n += 1;
+            adds += u64::from(d.adds_block);
+        }
+        self.dirty_blocks -= n;
+        if adds > 0 {
+            let left = self.unplaced_blocks(ino) - adds;
+            if left == 0 {
+                self.unplaced.remove(&ino);
+            } else {
+                self.unplaced.insert(ino, left);
+            }
         }
     }
 
@@ -288,7 +343,7 @@ impl State {
             .tree
             .remove(&Key::new(OBJECT_FS, KIND_ORPHAN, ino))?;
         if let Some(d) = self.dirty.remove(&ino) {
-            self.dirty_blocks -= d.len() as u64;
+            self.dirty_gone(ino, d.values());
         }
         self.writeback.remove(&ino);
         self.live.remove(&ino);

@@ -471,3 +471,51 @@ fn garbage_and_foreign_images_are_refused() {
     assert!(e.to_string().contains("stablefs"), "{e}");
     mount(&dev).shutdown().unwrap();
 }
+
+#[test]
+fn quiet_changes_are_committed_after_idle_commit() {
+    let dev = new_dev(32);
+    let idle = |ms| {
+        Fs::mount(
+            dev.clone(),
+            MountOptions {
+                idle_commit_ms: ms,
+                commit_interval_secs: 3600,
+                ..MountOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // Off: nothing commits a change but an explicit sync.
+    let fs = idle(0);
+    let f = create(&fs, ROOT_INO, "a");
+    fs.write(f, 0, &pattern(10_000, 1), false).unwrap();
+    let commits = fs.counters().commits;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fs.counters().commits, commits);
+    fs.shutdown().unwrap();
+    drop(fs);
+    // 20 ms: a burst of changes is committed once it has paused, not during it.
+    let fs = idle(20);
+    let start = fs.counters().commits;
+    for k in 0..10u8 {
+        fs.write(f, u64::from(k) * 1000, &pattern(1000, k), false)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs.counters().commits == start {
+        assert!(std::time::Instant::now() < deadline, "no idle commit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Quiet since: no further commits.
+    let after = fs.counters().commits;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fs.counters().commits, after, "commits without changes");
+    // Durable: a crash (no shutdown) keeps the data.
+    drop(fs);
+    let fs = mount(&dev);
+    let a = fs.lookup(ROOT_INO, b"a").unwrap();
+    assert_eq!(fs.read(a.ino, 0, 100).unwrap().len(), 100);
+    assert_eq!(fs.read(a.ino, 9000, 1000).unwrap(), pattern(1000, 9));
+}

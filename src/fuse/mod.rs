@@ -74,6 +74,12 @@ pub fn default_fuse_threads() -> usize {
     cores().max(2)
 }
 
+/// `stablefs sync`: `_IOR('S', 3, u64)`, a restricted ioctl (read direction, 8 bytes). The
+/// daemon commits everything and answers once the commit is durable, with the generation of
+/// the superblock that is now on the device (little-endian). Any user may ask, as for
+/// `sync(2)`; on a read-only mount it commits nothing and answers at once.
+pub const SYNC_IOCTL: u32 = (2 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 3;
+
 /// Read/fsync workers when `workers=` is not given: reads spend most of their time waiting for
 /// the device, so twice the cores keeps the CPUs busy verifying while others wait.
 pub fn default_workers() -> usize {
@@ -731,11 +737,12 @@ impl Filesystem for StableFuse {
             .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
     }
 
-    /// Two ioctls, on any file or directory of the mount: `stablefs status`
-    /// (`crate::status::STATUS_IOCTL`) and the online scrub's control channel
-    /// (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is issued on).
-    /// Anything else is ENOTTY, as a filesystem without ioctls answers, and quietly (fuser's
-    /// default logs a warning per call, which programs probing ioctls turn into a flood).
+    /// Three ioctls, on any file or directory of the mount: `stablefs status`
+    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`) and the online scrub's
+    /// control channel (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is
+    /// issued on). Anything else is ENOTTY, as a filesystem without ioctls answers, and
+    /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
+    /// into a flood).
     fn ioctl(
         &self,
         req: &Request,
@@ -758,6 +765,15 @@ impl Filesystem for StableFuse {
                 Some(bytes) => reply.ioctl(0, &bytes),
                 None => reply.error(fuser::Errno::from_i32(libc::EOVERFLOW)),
             }
+            return;
+        }
+        if cmd == SYNC_IOCTL && out_size >= 8 {
+            // A commit waits for the device: not on the request loop.
+            let fs = Arc::clone(&self.fs);
+            self.workers.run(move || match fs.sync() {
+                Ok(()) => reply.ioctl(0, &fs.generation().to_le_bytes()),
+                Err(e) => reply.error(errno(&e)),
+            });
             return;
         }
         if cmd != STATUS_IOCTL || out_size < STATUS_BYTES {
@@ -827,6 +843,12 @@ const COPY_MAX: u64 = 1 << 30;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_ioctl_number() {
+        // _IOR('S', 3, __u64) as the C macros compute it.
+        assert_eq!(SYNC_IOCTL, 0x8000_0000 | (8 << 16) | 0x5303);
+    }
 
     #[test]
     fn rename_flags_are_checked() {

@@ -1065,3 +1065,57 @@ pub fn users_of(dir: &Path) -> String {
     }
     out
 }
+
+// ---------- the ext4 reference ----------
+
+/// A kernel ext4 on a loop device over a sparse image in its own scratch directory: what a
+/// differential test compares stablefs with. 4 KiB blocks, as stablefs by default (mke2fs
+/// would pick 1 KiB for a small image). Unmounted, and its loop device detached, on drop,
+/// even when the test panics.
+pub struct Ext4 {
+    pub mnt: PathBuf,
+    // Dropped in this order after `drop`: the loop device, then the directory.
+    _lo: Loop,
+    _dir: TempDir,
+}
+
+impl Ext4 {
+    #[track_caller]
+    pub fn new(size: &str) -> Ext4 {
+        let dir = scratch_dir();
+        let image = dir.path().join("ext4.img");
+        run(Command::new("truncate").args(["-s", size]).arg(&image));
+        let lo = Loop::attach(&image, None);
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096"])
+            .arg(lo.path()));
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let mnt = fs::canonicalize(&mnt).unwrap();
+        run(Command::new("mount").arg(lo.path()).arg(&mnt));
+        Ext4 {
+            mnt,
+            _lo: lo,
+            _dir: dir,
+        }
+    }
+
+    /// `mnt/rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        while umount2(&self.mnt, 0).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY)) {
+            if start.elapsed() > BUSY_TIMEOUT {
+                eprintln!("Ext4: {} busy; detaching it", self.mnt.display());
+                let _ = umount2(&self.mnt, libc::MNT_DETACH);
+                break;
+            }
+            sleep(Duration::from_millis(200));
+        }
+    }
+}
