@@ -2,19 +2,41 @@
 //! every block computed over private bounce buffers (stable pages), every read verified before
 //! a byte is returned, and copy-on-write commits.
 //!
-//! Data flows down through small layers, each testable without a mount:
+//! Data flows down through small layers, each testable without a mount. The layers, bottom
+//! first ([`LAYERS`]; a module uses its own layer and those below, never one above, and no
+//! modules use each other in a circle: `tests/layering.rs` checks every `crate::` path):
 //!
-//! - [`device`]: the medium behind the [`device::BlockDevice`] trait (`O_DIRECT` file or block
-//!   device; in-memory and fault-injecting doubles for tests).
-//! - [`format`]: the on-disk format and nothing else: pure encode/decode of superblocks, block
-//!   pointers, tree nodes and items, every field checked.
-//! - [`alloc`]: free-space extents; freed blocks reusable only once the commit that freed them
-//!   is durable.
-//! - [`tree`], [`txn`]: the copy-on-write B+tree of all metadata, and the commit that writes data,
-//!   then metadata, flushes, writes the next superblock and flushes again.
-//! - [`fs`]: POSIX semantics over the tree.
-//! - [`fuse`]: the `fuser::Filesystem` adapter with its read-verify worker threads.
-//! - [`mkfs`], [`fsck`]: tools over the same layers.
+//! 1. [`error`]: the error type everything returns.
+//! 2. [`device`]: the medium behind the [`device::BlockDevice`] trait (`O_DIRECT` file or
+//!    block device; in-memory and fault-injecting doubles for tests). [`format`]: the on-disk
+//!    format and nothing else: pure encode/decode of superblocks, block pointers, tree nodes
+//!    and items, every field checked. [`alloc`]: free-space extents; freed blocks reusable
+//!    only once the commit that freed them is durable.
+//! 3. [`tree`]: the copy-on-write B+tree of all metadata.
+//! 4. [`txn`]: the commit that writes data, then metadata, flushes, writes the next
+//!    superblock and flushes again.
+//! 5. [`scrub`]: verifying every block, offline over the tree and online in the daemon
+//!    through an interface it owns (`scrub::online::Target`), which the filesystem implements.
+//! 6. [`status`]: what the daemon reports (`stablefs status`).
+//! 7. [`fs`]: POSIX semantics over the tree, and today also the data engine (placement,
+//!    writeback, the committer, verified reads).
+//! 8. [`fuse`]: the `fuser::Filesystem` adapter with its read-verify worker threads.
+//! 9. [`mkfs`], [`fsck`]: tools over the same layers.
+//!
+//! The `stablefs` binary (`src/main.rs`, `src/cli/`) is on top of all of them.
+
+/// The library's layers, bottom first (see the crate doc).
+pub const LAYERS: &[&[&str]] = &[
+    &["error"],
+    &["device", "format", "alloc"],
+    &["tree"],
+    &["txn"],
+    &["scrub"],
+    &["status"],
+    &["fs"],
+    &["fuse"],
+    &["mkfs", "fsck"],
+];
 
 pub mod alloc;
 pub mod device;

@@ -6,7 +6,7 @@ use crate::format::{
     valid_block_size, BlockPtr, InodeItem, Key, Superblock, FEATURE_INCOMPAT_DATA_COPIES,
     FEATURE_RO_COMPAT_METADATA_DUP, KIND_INODE, LABEL_MAX, RESERVED_BYTES,
 };
-use crate::fs::{Timespec, ROOT_INO};
+use crate::format::{Timespec, ROOT_INO};
 use crate::txn::{write_commit, Meta};
 use std::sync::Arc;
 
@@ -182,17 +182,4 @@ fn random_uuid() -> Result<[u8; 16]> {
     u[6] = (u[6] & 0x0f) | 0x40;
     u[8] = (u[8] & 0x3f) | 0x80;
     Ok(u)
-}
-
-/// Formats a UUID the usual way (8-4-4-4-12 hex).
-pub fn uuid_string(u: &[u8; 16]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }

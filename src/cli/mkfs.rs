@@ -37,7 +37,7 @@ pub fn describe(path: &Path, r: &MkfsReport) -> String {
     format!(
         "created stablefs on {}: uuid {}, {} ({} bytes), block size {}, {} blocks, metadata copies {}, data copies {}",
         path.display(),
-        mkfs::uuid_string(&r.uuid),
+        stablefs::format::uuid_string(&r.uuid),
         format_size(r.size_bytes),
         r.size_bytes,
         r.block_size,

@@ -37,8 +37,8 @@
 //! ```
 
 use super::codec::{Dec, Enc};
+use super::posix::{FileKind, Timespec};
 use crate::error::Result;
-use crate::fs::{FileKind, Timespec};
 
 pub const KIND_INODE: u8 = 1;
 pub const KIND_DIRENT: u8 = 2;

@@ -24,6 +24,7 @@
 mod codec;
 pub mod item;
 pub mod node;
+pub mod posix;
 pub mod ptr;
 pub mod scrub;
 pub mod superblock;
@@ -31,6 +32,7 @@ pub mod superblock;
 pub use codec::{Dec, Enc};
 pub use item::*;
 pub use node::*;
+pub use posix::*;
 pub use ptr::*;
 pub use scrub::*;
 pub use superblock::*;
@@ -42,6 +44,19 @@ pub const RESERVED_BYTES: u64 = 256 * 1024;
 /// Smallest and largest filesystem block sizes.
 pub const MIN_BLOCK_SIZE: u32 = 4096;
 pub const MAX_BLOCK_SIZE: u32 = 65536;
+
+/// Formats a filesystem UUID the usual way (8-4-4-4-12 hex).
+pub fn uuid_string(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
 
 /// crc32c of a block, as stored in pointers and extent items.
 pub fn block_crc(bytes: &[u8]) -> u32 {

@@ -1,7 +1,7 @@
 //! Round trips, and the promise that decoding arbitrary bytes never panics.
 
+use super::Timespec;
 use super::*;
-use crate::fs::Timespec;
 use proptest::prelude::*;
 
 fn id() -> NodeIdentity {
@@ -161,7 +161,7 @@ fn items_round_trip() {
     let links = vec![DirLink {
         name: b"a".to_vec(),
         ino: 5,
-        kind: crate::fs::FileKind::Dir,
+        kind: super::FileKind::Dir,
         cookie: 9,
     }];
     assert_eq!(

@@ -310,7 +310,7 @@ impl Fs {
         let (uuid, generation, total, free, copies) = {
             let st = self.lock();
             (
-                crate::mkfs::uuid_string(&st.meta.sb.uuid),
+                crate::format::uuid_string(&st.meta.sb.uuid),
                 st.meta.sb.generation,
                 st.data_capacity(),
                 st.free_for_use(),

@@ -13,7 +13,7 @@ use crate::format::{
     SCRUB_LAST,
 };
 use crate::scrub::control::{Reply, Request};
-use crate::scrub::online::{self, Collected, Scrubber};
+use crate::scrub::online::{self, BadData, Collected, Scrubber, Target};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -104,26 +104,43 @@ impl Fs {
         self.scrub.status()
     }
 
-    pub(crate) fn scrub_subtree_path(&self, ino: Ino) -> Result<String> {
+    /// Reads one block under the read gate (the caller holds it) and says what is wrong with
+    /// it according to `check`, or `None`.
+    fn scrub_reread(
+        &self,
+        block: u64,
+        check: impl FnOnce(&AlignedBuf) -> Option<String>,
+    ) -> (Option<String>, AlignedBuf) {
+        let mut buf = AlignedBuf::zeroed(self.bs as usize);
+        match self.scrub_read(block, &mut buf) {
+            Ok(()) => (check(&buf), buf),
+            Err(e) => (Some(format!("device read error: {e}")), buf),
+        }
+    }
+}
+
+/// The filesystem as the online scrub sees it (see `scrub::online::Target`).
+impl online::Target for Fs {
+    fn scrub_subtree_path(&self, ino: Ino) -> Result<String> {
         self.lock().path_of(ino)
     }
 
-    pub(crate) fn scrub_generation(&self) -> u64 {
+    fn scrub_generation(&self) -> u64 {
         self.lock().meta.sb.generation
     }
 
-    pub(crate) fn scrub_device_blocks(&self) -> u64 {
+    fn scrub_device_blocks(&self) -> u64 {
         self.lock().meta.sb.total_blocks
     }
 
-    pub(crate) fn scrub_identity(&self) -> NodeIdentity {
+    fn scrub_identity(&self) -> NodeIdentity {
         *self.lock().meta.tree.identity()
     }
 
     /// Puts the scrub's record in the tree (the next commit makes it durable): `current` under
     /// its key, or removes it when `None`; `last`, when given, under its key. Nothing on a
     /// read-only mount.
-    pub(crate) fn scrub_save(&self, current: Option<&ScrubItem>, last: Option<&ScrubItem>) {
+    fn scrub_save(&self, current: Option<&ScrubItem>, last: Option<&ScrubItem>) {
         if self.read_only {
             return;
         }
@@ -148,13 +165,7 @@ impl Fs {
     /// freed), so without the commit the nodes on the path to the scrub's own record, the root
     /// among them, would never be verified. Then one walk of the in-memory tree under the
     /// state lock.
-    pub(crate) fn scrub_collect(
-        &self,
-        from: u64,
-        to: u64,
-        subtree: Ino,
-        max_run: u64,
-    ) -> Result<Collected> {
+    fn scrub_collect(&self, from: u64, to: u64, subtree: Ino, max_run: u64) -> Result<Collected> {
         if let Err(e) = self.sync() {
             log::warn!("scrub: the commit before collecting work failed: {e}");
         }
@@ -179,7 +190,7 @@ impl Fs {
     }
 
     /// Reads device blocks from `block` into `buf`, counted like any other read. No lock held.
-    pub(crate) fn scrub_read(&self, block: u64, buf: &mut AlignedBuf) -> std::io::Result<()> {
+    fn scrub_read(&self, block: u64, buf: &mut AlignedBuf) -> std::io::Result<()> {
         let r = self.dev.read_at(block * u64::from(self.bs), buf);
         match &r {
             Ok(()) => {
@@ -197,20 +208,6 @@ impl Fs {
         r
     }
 
-    /// Reads one block under the read gate (the caller holds it) and says what is wrong with
-    /// it according to `check`, or `None`.
-    fn scrub_reread(
-        &self,
-        block: u64,
-        check: impl FnOnce(&AlignedBuf) -> Option<String>,
-    ) -> (Option<String>, AlignedBuf) {
-        let mut buf = AlignedBuf::zeroed(self.bs as usize);
-        match self.scrub_read(block, &mut buf) {
-            Ok(()) => (check(&buf), buf),
-            Err(e) => (Some(format!("device read error: {e}")), buf),
-        }
-    }
-
     /// Copy `copy` (1 or 2) of data block `block`, file block `fb` of `ino`, failed against
     /// `crc`. Confirmed only if the current tree still maps `fb` there (as that copy) with that
     /// crc, it is not being written back, and a second read under the read gate fails again;
@@ -220,7 +217,7 @@ impl Fs {
     /// still this copy of this block (see `repair_data_copy`). Counted as the read path counts:
     /// a bad copy with a good twin in `data_bad_copies`, a block with no good copy in
     /// `checksum_errors` (or as a device read error).
-    pub(crate) fn scrub_recheck_data(
+    fn scrub_recheck_data(
         &self,
         ino: Ino,
         fb: u64,
@@ -301,7 +298,7 @@ impl Fs {
     /// `key`, a key below it) is still in the current tree with that pointer and a second
     /// read under the read gate fails again; then the copy is rewritten from the other one if
     /// that one verifies (not on a read-only mount). Returns why, and whether it was repaired.
-    pub(crate) fn scrub_recheck_node(
+    fn scrub_recheck_node(
         &self,
         key: &Key,
         level: u8,
@@ -343,15 +340,7 @@ impl Fs {
     }
 
     /// Every path to each of `inos`, from the current directory entries.
-    pub(crate) fn scrub_paths(&self, inos: &HashSet<Ino>) -> HashMap<Ino, Vec<String>> {
+    fn scrub_paths(&self, inos: &HashSet<Ino>) -> HashMap<Ino, Vec<String>> {
         online::paths_of(&mut self.lock().meta, inos)
     }
-}
-
-/// A data block copy the online scrub found bad: why, which copy (on a `copies=2`
-/// filesystem), and whether it was rewritten from the other copy.
-pub(crate) struct BadData {
-    pub why: String,
-    pub copy: Option<u8>,
-    pub repaired: bool,
 }

@@ -33,8 +33,8 @@ pub use namespace::LOST_FOUND;
 pub use report::*;
 
 use crate::device::BlockDevice;
+use crate::format::FileKind;
 use crate::format::SB_FLAG_MKFS_IN_PROGRESS;
-use crate::fs::FileKind;
 use namespace::Analysis;
 use scan::{Findings, Operational, Scan};
 use std::sync::Arc;
@@ -201,7 +201,7 @@ fn heal_data_copies(
 fn check(dev: &dyn BlockDevice, report: &mut Report) -> Result<Checked, Operational> {
     let mut f = Findings::default();
     let sb = scan::read_slots(dev, &mut report.superblocks, &mut f)?;
-    report.uuid = Some(crate::mkfs::uuid_string(&sb.uuid));
+    report.uuid = Some(crate::format::uuid_string(&sb.uuid));
     report.label = Some(sb.label_str());
     report.block_size = sb.block_size;
     report.total_blocks = sb.total_blocks;

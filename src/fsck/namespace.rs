@@ -9,7 +9,7 @@
 use super::report::Check;
 use super::scan::{Findings, Scan};
 use crate::format::{DirLink, InodeItem, FIRST_COOKIE};
-use crate::fs::{FileKind, ROOT_INO};
+use crate::format::{FileKind, ROOT_INO};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The directory fsck moves unreachable inodes into, in the root.

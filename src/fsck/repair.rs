@@ -19,7 +19,7 @@ use crate::format::{
     encode_dirent_bucket, encode_dirindex, name_hash, DirLink, ExtentItem, InodeItem, Key,
     FIRST_COOKIE, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, OBJECT_FS,
 };
-use crate::fs::{FileKind, Timespec, ROOT_INO};
+use crate::format::{FileKind, Timespec, ROOT_INO};
 use crate::tree::{Tree, TreeIo};
 use crate::txn::{write_commit, Meta};
 use std::collections::{BTreeMap, BTreeSet};

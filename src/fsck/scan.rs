@@ -279,7 +279,7 @@ fn annotate_slots(
                 format!(
                     "superblock slot {} belongs to another filesystem (uuid {})",
                     s.slot,
-                    crate::mkfs::uuid_string(&o.uuid)
+                    crate::format::uuid_string(&o.uuid)
                 ),
             ),
             (SlotState::Valid, Some(o)) => {

@@ -28,11 +28,11 @@ pub use report::{BadBlock, Damage, ScrubReport};
 
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
+use crate::format::ROOT_INO;
 use crate::format::{
     block_crc, decode_dirent_bucket, decode_node, BlockPtr, ExtentItem, KIND_DIRENT, KIND_EXTENT,
     SB_SIZE, SB_SLOT_OFFSETS,
 };
-use crate::fs::ROOT_INO;
 use crate::tree::Visit;
 use crate::txn::Meta;
 use std::collections::HashMap;

@@ -42,11 +42,11 @@ use super::report::{BadBlock, Damage, ScrubReport};
 use super::{Paths, EXIT_OPERATIONAL, EXIT_UNCORRECTABLE};
 use crate::device::AlignedBuf;
 use crate::error::Result;
+use crate::format::ROOT_INO;
 use crate::format::{
     block_crc, decode_dirent_bucket, decode_node, BlockPtr, ExtentItem, Key, NodeIdentity,
     ScrubItem, ScrubState, KIND_DIRENT, KIND_EXTENT,
 };
-use crate::fs::{Fs, ROOT_INO};
 use crate::tree::Visit;
 use crate::txn::Meta;
 use parking_lot::{Condvar, Mutex};
@@ -54,6 +54,56 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the online scrub needs from the mounted filesystem it runs in, and nothing more: the
+/// filesystem implements it (`fs::scrub`), so the scrub never imports the POSIX layer (it
+/// sits below it). Inode numbers appear only as the owners of data blocks and in the paths
+/// a report names.
+pub trait Target: Send + Sync {
+    /// The path of directory `ino`, for the subtree a scrub was started on.
+    fn scrub_subtree_path(&self, ino: u64) -> Result<String>;
+    /// The generation of the last commit.
+    fn scrub_generation(&self) -> u64;
+    /// Device blocks in all (where a scrub's position ends).
+    fn scrub_device_blocks(&self) -> u64;
+    /// Who tree nodes must say they belong to.
+    fn scrub_identity(&self) -> NodeIdentity;
+    /// Writes the scrub's records (running and last finished) into the tree.
+    fn scrub_save(&self, current: Option<&ScrubItem>, last: Option<&ScrubItem>);
+    /// The work in device blocks `[from, to)`, for the data of the files under `subtree`.
+    fn scrub_collect(&self, from: u64, to: u64, subtree: u64, max_run: u64) -> Result<Collected>;
+    /// Reads device blocks from `block` into `buf`, counted like any other read.
+    fn scrub_read(&self, block: u64, buf: &mut AlignedBuf) -> std::io::Result<()>;
+    /// Copy `copy` of data block `block` (file block `fb` of `ino`) failed against `crc`:
+    /// `Some` only if the current tree still maps it so and a second read fails too.
+    fn scrub_recheck_data(
+        &self,
+        ino: u64,
+        fb: u64,
+        block: u64,
+        crc: u32,
+        copy: u8,
+    ) -> Option<BadData>;
+    /// Copy `copy` of the node `ptr` names (found again by `key`, at `level`) failed: `Some`
+    /// (why, whether repaired) only if it is still in the tree and a second read fails too.
+    fn scrub_recheck_node(
+        &self,
+        key: &Key,
+        level: u8,
+        ptr: &BlockPtr,
+        copy: u8,
+    ) -> Option<(String, bool)>;
+    /// Every path to each of `inos`.
+    fn scrub_paths(&self, inos: &HashSet<u64>) -> HashMap<u64, Vec<String>>;
+}
+
+/// A data block copy the online scrub found bad: why, which copy (on a `copies=2`
+/// filesystem), and whether it was rewritten from the other copy.
+pub struct BadData {
+    pub why: String,
+    pub copy: Option<u8>,
+    pub repaired: bool,
+}
 
 /// Largest read.
 const RUN_BYTES: u64 = 4 << 20;
@@ -66,7 +116,7 @@ const MAX_BAD_KEPT: usize = 100_000;
 
 /// One piece of work: blocks at consecutive device addresses with one owner.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Piece {
+pub enum Piece {
     /// `crcs.len()` blocks of copy `copy` (1, or 2 on a `copies=2` filesystem) of one extent
     /// from device block `disk`: file blocks from `fb` of `ino`, with the crcs the extent item
     /// holds for them (one crc checks both copies). Both copies count as data blocks verified.
@@ -105,7 +155,7 @@ impl Piece {
 
 /// What one walk of the tree found for a window of device blocks.
 #[derive(Debug, Default)]
-pub(crate) struct Collected {
+pub struct Collected {
     /// The pieces in the window, in device order.
     pub pieces: Vec<Piece>,
     /// Blocks to verify on the whole device, and those below the window.
@@ -373,7 +423,7 @@ impl Scrubber {
     }
 
     /// Starts the thread if a scrub is running and none is (at mount, start, resume).
-    pub fn spawn(self: &Arc<Self>, fs: &Arc<Fs>) {
+    pub fn spawn<T: Target + 'static>(self: &Arc<Self>, fs: &Arc<T>) {
         let mut inner = self.inner.lock();
         let running = inner
             .current
@@ -383,7 +433,9 @@ impl Scrubber {
             return;
         }
         inner.thread_running = true;
-        let weak = Arc::downgrade(fs);
+        let strong: Arc<dyn Target> = fs.clone();
+        let weak = Arc::downgrade(&strong);
+        drop(strong);
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("stablefs-scrub".into())
@@ -432,9 +484,9 @@ impl Scrubber {
 
     /// Answers one request of the control ioctl, issued on inode `ino` by user `uid`
     /// (`owner`: the user the daemon runs as).
-    pub fn request(
+    pub fn request<T: Target + 'static>(
         self: &Arc<Self>,
-        fs: &Arc<Fs>,
+        fs: &Arc<T>,
         uid: u32,
         owner: u32,
         ino: u64,
@@ -450,9 +502,9 @@ impl Scrubber {
         let reply = match req {
             Request::Start { limit } => self.start(fs, ino, limit),
             Request::Status => Reply::default(),
-            Request::Pause => self.pause(fs),
+            Request::Pause => self.pause(&**fs),
             Request::Resume => self.resume(fs),
-            Request::Cancel => self.cancel(fs),
+            Request::Cancel => self.cancel(&**fs),
             Request::Report { from } => {
                 let inner = self.inner.lock();
                 return match &inner.report {
@@ -516,7 +568,12 @@ impl Scrubber {
         }
     }
 
-    fn start(self: &Arc<Self>, fs: &Arc<Fs>, ino: u64, limit: Option<u64>) -> Reply {
+    fn start<T: Target + 'static>(
+        self: &Arc<Self>,
+        fs: &Arc<T>,
+        ino: u64,
+        limit: Option<u64>,
+    ) -> Reply {
         let subtree_path = match fs.scrub_subtree_path(ino) {
             Ok(p) => p,
             Err(e) => return Reply::error(e.errno(), format!("the subtree: {e}")),
@@ -577,7 +634,7 @@ impl Scrubber {
 
     /// Pauses the running scrub; returns once the thread's current step (one read of at most
     /// `RUN_BYTES`, or collecting a window) has ended, so no scrub I/O goes on after it.
-    fn pause(&self, fs: &Fs) -> Reply {
+    fn pause(&self, fs: &dyn Target) -> Reply {
         let reply = self.pause_now(fs);
         if reply.error.is_none() {
             self.wait_step();
@@ -594,7 +651,7 @@ impl Scrubber {
     }
 
     /// Pauses without waiting (the thread itself, on an error).
-    fn pause_now(&self, fs: &Fs) -> Reply {
+    fn pause_now(&self, fs: &dyn Target) -> Reply {
         let mut inner = self.inner.lock();
         match inner.current.as_mut() {
             Some(a) if a.item.state == ScrubState::Running => {
@@ -612,7 +669,7 @@ impl Scrubber {
         }
     }
 
-    fn resume(self: &Arc<Self>, fs: &Arc<Fs>) -> Reply {
+    fn resume<T: Target + 'static>(self: &Arc<Self>, fs: &Arc<T>) -> Reply {
         {
             let mut inner = self.inner.lock();
             match inner.current.as_mut() {
@@ -632,7 +689,7 @@ impl Scrubber {
         Reply::default()
     }
 
-    fn cancel(&self, fs: &Fs) -> Reply {
+    fn cancel(&self, fs: &dyn Target) -> Reply {
         let mut inner = self.inner.lock();
         if inner.current.is_none() {
             return Reply::error(libc::ENOENT, "no scrub is running or paused");
@@ -695,7 +752,7 @@ fn fill_report(r: &mut ScrubReport, i: &ScrubItem) {
 
 /// Ends the current scrub (at the end of the device, or `cancelled`): it becomes the last
 /// scrub, in the tree and in `stablefs status`.
-fn finish(inner: &mut Inner, fs: &Fs, cancelled: bool) {
+fn finish(inner: &mut Inner, fs: &dyn Target, cancelled: bool) {
     let Some(mut a) = inner.current.take() else {
         return;
     };
@@ -824,7 +881,7 @@ impl Drop for Step<'_> {
 }
 
 /// The scrub thread.
-fn run(weak: &Weak<Fs>, sc: &Scrubber) {
+fn run(weak: &Weak<dyn Target>, sc: &Scrubber) {
     let bs = u64::from(sc.block_size);
     let mut window: Option<Window> = None;
     let mut buf = AlignedBuf::zeroed(RUN_BYTES as usize);
@@ -855,7 +912,7 @@ fn run(weak: &Weak<Fs>, sc: &Scrubber) {
             if from >= end {
                 let mut inner = sc.inner.lock();
                 if inner.current.as_ref().is_some_and(|a| a.item.id == id) {
-                    finish(&mut inner, &fs, false);
+                    finish(&mut inner, &*fs, false);
                 }
                 return;
             }
@@ -864,7 +921,7 @@ fn run(weak: &Weak<Fs>, sc: &Scrubber) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("scrub: cannot collect work: {e}; pausing the scrub");
-                    let _ = sc.pause_now(&fs);
+                    let _ = sc.pause_now(&*fs);
                     continue;
                 }
             };
@@ -909,7 +966,7 @@ fn run(weak: &Weak<Fs>, sc: &Scrubber) {
         let range = next_run(&w.pieces, w.at, max_run);
         w.at = range.end;
         let run = &w.pieces[range];
-        let outcome = scrub_run(&fs, run, &mut buf, bs);
+        let outcome = scrub_run(&*fs, run, &mut buf, bs);
         let run_end = run.last().map_or(position, |p| p.disk() + p.blocks());
         let mut inner = sc.inner.lock();
         let Some(a) = inner.current.as_mut().filter(|a| a.item.id == id) else {
@@ -960,7 +1017,7 @@ struct RunOutcome {
 
 /// Reads one run (no lock held), verifies every piece, re-checks each failure (see the
 /// module doc's invariant) and repairs bad node copies.
-fn scrub_run(fs: &Fs, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> RunOutcome {
+fn scrub_run(fs: &dyn Target, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> RunOutcome {
     let mut out = RunOutcome::default();
     let Some(first) = run.first() else {
         return out;

@@ -6,7 +6,7 @@
 use super::*;
 use crate::device::{BlockDevice, MemDevice};
 use crate::format::{KIND_INODE, SCRUB_CURRENT};
-use crate::fs::{Caller, MountOptions};
+use crate::fs::{Caller, Fs, MountOptions};
 use crate::mkfs::{mkfs, MkfsOptions};
 use crate::scrub::control::ScrubStatus;
 
@@ -275,7 +275,7 @@ fn blocks_that_changed_owner_are_not_reported() {
     assert_eq!(stale_now(&dev), 5, "h's blocks were reused");
     let mut buf = AlignedBuf::zeroed(RUN_BYTES as usize);
     for p in &stale {
-        let out = scrub_run(&fs, std::slice::from_ref(p), &mut buf, bs);
+        let out = scrub_run(&*fs, std::slice::from_ref(p), &mut buf, bs);
         // ...and yet nothing is reported: the tree no longer maps h there.
         assert!(out.bad.is_empty(), "{:?}", out.bad);
     }
@@ -288,7 +288,7 @@ fn blocks_that_changed_owner_are_not_reported() {
         .into_iter()
         .filter(|p| matches!(p, Piece::Data { ino, .. } if *ino == files.f))
         .collect();
-    let out = scrub_run(&fs, &mine, &mut buf, bs);
+    let out = scrub_run(&*fs, &mine, &mut buf, bs);
     assert_eq!(out.bad.len(), 1);
     assert_eq!(out.bad[0].block, blocks[0]);
 }
