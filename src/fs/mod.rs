@@ -7,6 +7,7 @@
 mod blockbuf;
 mod data;
 mod fileops;
+pub mod namespace;
 mod ops;
 mod scrub;
 mod state;

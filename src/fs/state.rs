@@ -6,9 +6,8 @@ use super::blockbuf::BlockBuf;
 use super::types::*;
 use crate::error::{errno, Error, Result};
 use crate::format::{
-    decode_dirent_bucket, decode_dirindex, encode_dirent_bucket, encode_dirindex, name_hash,
-    DirLink, InodeItem, Key, FIRST_COOKIE, KIND_DIRENT, KIND_DIRINDEX, KIND_INODE, KIND_ORPHAN,
-    OBJECT_FS,
+    decode_dirindex, encode_dirent_bucket, DirLink, InodeItem, Key, FIRST_COOKIE, KIND_DIRINDEX,
+    KIND_INODE, KIND_ORPHAN, OBJECT_FS,
 };
 use crate::txn::Meta;
 use std::collections::{BTreeMap, HashMap};
@@ -193,12 +192,7 @@ impl State {
     // ---- directories ----
 
     fn bucket(&mut self, dir: Ino, name: &[u8]) -> Result<(Key, Vec<DirLink>)> {
-        let key = Key::new(dir, KIND_DIRENT, name_hash(name));
-        let links = match self.meta.tree.get(&key)? {
-            Some(v) => decode_dirent_bucket(&v)?,
-            None => Vec::new(),
-        };
-        Ok((key, links))
+        super::namespace::bucket(&mut self.meta.tree, dir, name)
     }
 
     pub fn dir_lookup(&mut self, dir: Ino, name: &[u8]) -> Result<Option<DirLink>> {
@@ -215,23 +209,9 @@ impl State {
         ino: Ino,
         kind: FileKind,
     ) -> Result<()> {
-        let (key, mut links) = self.bucket(dir, name)?;
-        if links.iter().any(|l| l.name == name) {
-            return errno(libc::EEXIST);
-        }
         let cookie = dinode.next_cookie.max(FIRST_COOKIE);
+        super::namespace::add_name(&mut self.meta.tree, dir, name, ino, kind, cookie)?;
         dinode.next_cookie = cookie + 1;
-        links.push(DirLink {
-            name: name.to_vec(),
-            ino,
-            kind,
-            cookie,
-        });
-        self.meta.tree.insert(key, encode_dirent_bucket(&links))?;
-        self.meta.tree.insert(
-            Key::new(dir, KIND_DIRINDEX, cookie),
-            encode_dirindex(ino, kind, name),
-        )?;
         Ok(())
     }
 

@@ -263,22 +263,7 @@ impl Repair<'_> {
     /// Adds `name -> e.ino` to directory `d` (both halves), with a fresh cookie.
     fn add_name(&mut self, d: u64, name: &[u8], ino: u64, kind: FileKind) -> Result<()> {
         let cookie = self.new_cookie(d);
-        let key = Key::new(d, KIND_DIRENT, name_hash(name));
-        let mut bucket = match self.meta.tree.get(&key)? {
-            Some(v) => crate::format::decode_dirent_bucket(&v)?,
-            None => Vec::new(),
-        };
-        bucket.push(DirLink {
-            name: name.to_vec(),
-            ino,
-            kind,
-            cookie,
-        });
-        self.meta.tree.insert(key, encode_dirent_bucket(&bucket))?;
-        self.meta.tree.insert(
-            Key::new(d, KIND_DIRINDEX, cookie),
-            encode_dirindex(ino, kind, name),
-        )?;
+        crate::fs::namespace::add_name(&mut self.meta.tree, d, name, ino, kind, cookie)?;
         self.names
             .entry(d)
             .or_default()
