@@ -31,6 +31,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["device", "format", "alloc"],
     &["tree"],
     &["txn"],
+    &["store"],
     &["scrub"],
     &["status"],
     &["fs"],
@@ -48,6 +49,7 @@ pub mod fuse;
 pub mod mkfs;
 pub mod scrub;
 pub mod status;
+pub mod store;
 pub mod tree;
 pub mod txn;
 

@@ -2,7 +2,7 @@
 //! one range, behind the device trait).
 
 use super::*;
-use crate::device::MemDevice;
+use crate::device::{AlignedBuf, MemDevice};
 use crate::format::{ExtentItem, KIND_EXTENT};
 use crate::mkfs::{mkfs, MkfsOptions};
 use crate::tree::Visit;

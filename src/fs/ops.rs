@@ -1,9 +1,7 @@
 //! The POSIX operations. Each takes the state lock for its metadata work only; device reads
 //! happen with the lock released.
 
-use super::blockbuf::{self, BlockBuf};
-use super::data::Src;
-use super::state::{check_name, inode_key, DirtyBlock};
+use super::state::{check_name, inode_key};
 use super::*;
 use crate::format::{
     decode_xattr_bucket, encode_xattr_bucket, max_item_value, name_hash, InodeItem, FIRST_COOKIE,
@@ -12,17 +10,6 @@ use crate::format::{
 
 /// The (name, value) pairs of one xattr bucket.
 type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// How much of the reserve an operation may use. Data writes stop at the full reserve; adding
-/// names and xattrs may use half of it; operations that free space (truncate, and unlink,
-/// rmdir, rename, which check nothing) may use all of it, so a full filesystem can always be
-/// cleaned up, and the commits that free space always find blocks for the tree.
-#[derive(Clone, Copy)]
-pub(super) enum Reserve {
-    Data,
-    Names,
-    Freeing,
-}
 
 /// Most hard links to one inode (ext4's limit).
 const LINK_MAX: u32 = 65000;
@@ -42,13 +29,13 @@ impl Fs {
             return errno(libc::ENOENT);
         };
         let inode = st.inode(link.ino)?;
-        st.live.entry(link.ino).or_default().lookups += 1;
+        st.ext.live.entry(link.ino).or_default().lookups += 1;
         Ok(st.attr(link.ino, &inode))
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {
         let mut st = self.lock();
-        let Some(l) = st.live.get_mut(&ino) else {
+        let Some(l) = st.ext.live.get_mut(&ino) else {
             return;
         };
         l.lookups = l.lookups.saturating_sub(n);
@@ -60,8 +47,8 @@ impl Fs {
         if st.is_live(ino) {
             return;
         }
-        st.live.remove(&ino);
-        if self.read_only || self.shut_down.load(Ordering::SeqCst) {
+        st.ext.live.remove(&ino);
+        if self.read_only || self.store.is_shut_down() {
             return;
         }
         if let Ok(i) = st.inode(ino) {
@@ -177,7 +164,7 @@ impl Fs {
         let _change = self.begin_change()?;
         let kind = FileKind::from_mode(mode).ok_or(Error::Errno(libc::EINVAL))?;
         let mut st = self.lock();
-        self.reserve(&st, 0, Reserve::Names)?;
+        self.store.reserve(&st, 0, Reserve::Names)?;
         let mut dir = st.dir_inode(parent)?;
         if dir.nlink == 0 {
             return errno(libc::ENOENT);
@@ -200,7 +187,7 @@ impl Fs {
         dir.ctime = t;
         st.put_inode(parent, &dir)?;
         st.put_inode(ino, &inode)?;
-        st.live.entry(ino).or_default().lookups += 1;
+        st.ext.live.entry(ino).or_default().lookups += 1;
         Ok(st.attr(ino, &inode))
     }
 
@@ -284,7 +271,7 @@ impl Fs {
         check_name(newname)?;
         let _change = self.begin_change()?;
         let mut st = self.lock();
-        self.reserve(&st, 0, Reserve::Names)?;
+        self.store.reserve(&st, 0, Reserve::Names)?;
         let mut i = st.inode(ino)?;
         if i.kind() == FileKind::Dir {
             return errno(libc::EPERM);
@@ -304,7 +291,7 @@ impl Fs {
         i.nlink += 1;
         i.ctime = t;
         st.put_inode(ino, &i)?;
-        st.live.entry(ino).or_default().lookups += 1;
+        st.ext.live.entry(ino).or_default().lookups += 1;
         Ok(st.attr(ino, &i))
     }
 
@@ -524,13 +511,13 @@ impl Fs {
     pub fn open(&self, ino: Ino) -> Result<()> {
         let mut st = self.lock();
         st.inode(ino)?;
-        st.live.entry(ino).or_default().opens += 1;
+        st.ext.live.entry(ino).or_default().opens += 1;
         Ok(())
     }
 
     pub fn release(&self, ino: Ino) {
         let mut st = self.lock();
-        let Some(l) = st.live.get_mut(&ino) else {
+        let Some(l) = st.ext.live.get_mut(&ino) else {
             return;
         };
         l.opens = l.opens.saturating_sub(1);
@@ -554,10 +541,10 @@ impl Fs {
             let fb0 = offset / bs;
             let plan = st.plan_range(ino, fb0, end.div_ceil(bs) - fb0)?;
             self.touch_atime(&mut st, ino, i)?;
-            (plan, end, self.io_gate.read())
+            (plan, end, self.store.read_gate())
         };
         let first_fb = offset / bs;
-        let disk = self.read_verified(ino, first_fb, &plan)?;
+        let disk = self.store.read_verified(ino, first_fb, &plan)?;
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (k, src) in plan.iter().enumerate() {
             let fb = first_fb + k as u64;
@@ -570,14 +557,14 @@ impl Fs {
                 (Src::Disk { .. }, None) => unreachable!("read_verified fills every disk block"),
             }
         }
-        self.release_runs(disk);
+        self.store.release_runs(disk);
         Ok(out)
     }
 
     /// `relatime`, as ext4 mounts by default: a read updates atime when it is not newer than
     /// mtime or ctime, or is a day old.
     fn touch_atime(&self, st: &mut State, ino: Ino, mut i: InodeItem) -> Result<()> {
-        if self.writable().is_err() {
+        if self.store.writable().is_err() {
             return Ok(());
         }
         let t = now();
@@ -613,183 +600,33 @@ impl Fs {
         if end > i64::MAX as u64 {
             return errno(libc::EFBIG);
         }
-        self.throttle()?;
-        let bs = u64::from(self.bs);
-        let (b0, b1) = (offset / bs, (end - 1) / bs);
-        // Whole blocks: copy into private bounce buffers and checksum them in the same pass,
-        // before taking the lock. After this the caller's buffer is never looked at again.
-        let first_full = offset.div_ceil(bs);
-        let end_full = end / bs;
-        let n_full = end_full.saturating_sub(first_full);
-        let whole = if n_full == 0 {
-            &[][..]
-        } else {
-            let lo = (first_full * bs - offset) as usize;
-            &data[lo..lo + (n_full * bs) as usize]
-        };
-        let full: Vec<(u64, DirtyBlock)> = blockbuf::copy_in(whole, bs as usize, &self.chunk_pool)
-            .into_iter()
-            .enumerate()
-            .map(|(k, (buf, crc))| {
-                (
-                    first_full + k as u64,
-                    DirtyBlock {
-                        buf,
-                        crc: Some(crc),
-                        adds_block: false, // decided under the lock, in `apply_write`
-                    },
-                )
-            })
-            .collect();
-        let partial: Vec<u64> = [b0, b1]
-            .into_iter()
-            .filter(|fb| !full.iter().any(|f| f.0 == *fb))
-            .collect();
-        let mut partial = partial;
-        partial.dedup();
-        loop {
-            // Partial blocks not in memory need their current bytes: read (and verify) them
-            // without the lock, then check nothing moved meanwhile.
-            let (needs, _gate) = {
-                let mut st = self.lock();
-                let mut needs = Vec::new();
-                for &fb in &partial {
-                    if let Src::Disk { addr, copy, crc } = st.plan_block(ino, fb)? {
-                        if !st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb)) {
-                            needs.push((fb, addr, copy, crc));
-                        }
-                    }
+        self.store.write(
+            ino,
+            offset,
+            data,
+            level,
+            // Before any block changes: only a regular file takes data.
+            |st| {
+                let i = st.inode(ino)?;
+                if i.kind() != FileKind::File {
+                    return errno(libc::EINVAL);
                 }
-                (needs, self.io_gate.read())
-            };
-            let plan: Vec<Src> = needs
-                .iter()
-                .map(|&(_, addr, copy, crc)| Src::Disk { addr, copy, crc })
-                .collect();
-            let mut bases = Vec::new();
-            for (k, p) in plan.iter().enumerate() {
-                let got = self.read_verified(ino, needs[k].0, std::slice::from_ref(p))?;
-                let mut b = self.block_pool.take();
-                b.copy_from_slice(got.block(0, bs as usize).expect("one disk block read"));
-                self.release_runs(got);
-                bases.push(Some(b));
-            }
-            drop(_gate);
-            let mut st = self.lock();
-            let mut moved = false;
-            for (k, &(fb, addr, _, crc)) in needs.iter().enumerate() {
-                let still = matches!(st.plan_block(ino, fb)?, Src::Disk { addr: a, crc: c, .. } if a == addr && c == crc);
-                let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
-                if !still && !in_dirty {
-                    moved = true;
-                    break;
+                Ok(i)
+            },
+            // After: the reservations the write took are no longer the inode's blocks (its
+            // dirty blocks are, see `store::State::unplaced_blocks`); size, times, privileges.
+            |st, mut i, unwritten_taken| {
+                i.blocks = i.blocks.saturating_sub(unwritten_taken);
+                let t = now();
+                i.size = i.size.max(end);
+                i.mtime = t;
+                i.ctime = t;
+                if kill_suidgid {
+                    Self::kill_suidgid(st, ino, &mut i)?;
                 }
-                if still && !in_dirty {
-                    let buf = bases[k].take().expect("read_verified returned the block");
-                    // Mapped (it was just read from its extent): placing it replaces a block.
-                    st.insert_dirty(
-                        ino,
-                        fb,
-                        DirtyBlock {
-                            buf: BlockBuf::Own(buf),
-                            crc: Some(crc),
-                            adds_block: false,
-                        },
-                    );
-                }
-            }
-            if moved {
-                continue;
-            }
-            return self.apply_write(
-                &mut st,
-                ino,
-                (offset, data, end),
-                full,
-                &partial,
-                (kill_suidgid, level),
-            );
-        }
-    }
-
-    /// Applies a write under the lock: whole blocks replace, partial blocks are patched (their
-    /// current bytes are in memory by now, or they are holes).
-    fn apply_write(
-        &self,
-        st: &mut State,
-        ino: Ino,
-        (offset, data, end): (u64, &[u8], u64),
-        full: Vec<(u64, DirtyBlock)>,
-        partial: &[u64],
-        (kill_suidgid, level): (bool, Reserve),
-    ) -> Result<u32> {
-        let bs = u64::from(self.bs);
-        let mut i = st.inode(ino)?;
-        if i.kind() != FileKind::File {
-            return errno(libc::EINVAL);
-        }
-        // Space for the blocks that become dirty now: not those dirty already (counted in
-        // `dirty_blocks`), nor those fallocate reserved (writing them takes the reservation).
-        let (fb0, fb1) = (offset / bs, end.div_ceil(bs));
-        let dirty = st.dirty.get(&ino).map_or(0, |m| m.range(fb0..fb1).count()) as u64;
-        let prepaid = st.unwritten_count(ino, fb0, fb1)?;
-        self.reserve(st, fb1 - fb0 - dirty - prepaid, level)?;
-        st.take_unwritten(ino, &mut i, fb0, fb1)?;
-        for &fb in partial {
-            let in_dirty = st.dirty.get(&ino).is_some_and(|m| m.contains_key(&fb));
-            if !in_dirty {
-                // Not dirty: being written back (mapped already), or a hole.
-                let (base, adds_block) = match st.plan_block(ino, fb)? {
-                    Src::Mem(m) => {
-                        let mut b = self.block_pool.take();
-                        b.copy_from_slice(&m);
-                        (b, false)
-                    }
-                    Src::Disk { .. } => (self.block_pool.get(), false),
-                    Src::Hole => (self.block_pool.get(), true),
-                };
-                st.insert_dirty(
-                    ino,
-                    fb,
-                    DirtyBlock {
-                        buf: BlockBuf::Own(base),
-                        crc: None,
-                        adds_block,
-                    },
-                );
-            }
-            let d = st
-                .dirty
-                .get_mut(&ino)
-                .and_then(|m| m.get_mut(&fb))
-                .expect("inserted above");
-            let (lo, hi) = (offset.max(fb * bs), end.min((fb + 1) * bs));
-            d.buf.make_mut(&self.block_pool)[(lo - fb * bs) as usize..(hi - fb * bs) as usize]
-                .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
-            d.crc = None;
-        }
-        // A whole block adds to the inode's blocks unless an extent maps it (a dirty block
-        // there already keeps its own answer: see `insert_dirty`).
-        let mapped = match (full.first(), full.last()) {
-            (Some(&(a, _)), Some(&(b, _))) => st.mapped_runs(ino, a, b + 1)?,
-            _ => Vec::new(),
-        };
-        for (fb, mut d) in full {
-            d.adds_block = !mapped.iter().any(|&(s, e)| (s..e).contains(&fb));
-            st.insert_dirty(ino, fb, d);
-        }
-        let t = now();
-        i.size = i.size.max(end);
-        i.mtime = t;
-        i.ctime = t;
-        if kill_suidgid {
-            Self::kill_suidgid(st, ino, &mut i)?;
-        }
-        st.put_inode(ino, &i)?;
-        if over_soft(st, self.bs) {
-            self.kick_committer();
-        }
-        Ok(data.len() as u32)
+                st.put_inode(ino, &i)
+            },
+        )
     }
 
     /// What an unprivileged write or truncate does to privileges (ext4's `file_remove_privs`):
@@ -808,24 +645,6 @@ impl Fs {
             } else {
                 st.meta.tree.insert(key, encode_xattr_bucket(&list))?;
             }
-        }
-        Ok(())
-    }
-
-    /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit while
-    /// keeping the blocks `fallocate` promised and what `level` must leave free (see
-    /// `Reserve`). Dirty, promised and new file blocks each take `data_copies` device blocks.
-    pub(super) fn reserve(&self, st: &State, n: u64, level: Reserve) -> Result<()> {
-        let a = &st.meta.alloc;
-        let meta_reserve = st.metadata_reserve();
-        let keep = match level {
-            Reserve::Data => meta_reserve,
-            Reserve::Names => meta_reserve / 2,
-            Reserve::Freeing => 0,
-        };
-        let data = (st.dirty_blocks + st.reserved_blocks + n).saturating_mul(st.data_copies());
-        if a.free_blocks() < data.saturating_add(keep) {
-            return errno(libc::ENOSPC);
         }
         Ok(())
     }
@@ -856,8 +675,8 @@ impl Fs {
         if size < i.size {
             let keep = size.div_ceil(bs);
             st.drop_cached_from(ino, keep);
-            st.punch(ino, &mut i, keep, u64::MAX)?;
-            st.take_unwritten(ino, &mut i, keep, u64::MAX)?;
+            let gone = st.punch(ino, keep, u64::MAX)? + st.take_unwritten(ino, keep, u64::MAX)?;
+            i.blocks = i.blocks.saturating_sub(gone);
         }
         i.size = size;
         let t = now();
@@ -871,7 +690,7 @@ impl Fs {
         if self.read_only {
             return Ok(());
         }
-        self.commit()
+        self.store.commit()
     }
 
     pub fn statfs(&self) -> Result<StatFs> {
@@ -918,7 +737,7 @@ impl Fs {
         Self::check_xattr_name(name)?;
         let _change = self.begin_change()?;
         let mut st = self.lock();
-        self.reserve(&st, 0, Reserve::Names)?;
+        self.store.reserve(&st, 0, Reserve::Names)?;
         let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
         let pos = list.iter().position(|(n, _)| n == name);
         match (pos, flags) {

@@ -3,9 +3,9 @@
 //! and the re-check of a block that failed verification against the current tree, under the
 //! read gate (see the invariant in `scrub::online`).
 
-use super::state::State;
 use super::types::{FileKind, Ino, ROOT_INO};
 use super::Fs;
+use super::State;
 use crate::device::AlignedBuf;
 use crate::error::Result;
 use crate::format::{
@@ -89,7 +89,7 @@ pub(super) fn load_scrubber(st: &mut State, read_only: bool) -> Scrubber {
                 .unwrap_or_else(|_| format!("inode {} (gone)", c.subtree))
         })
         .unwrap_or_default();
-    Scrubber::new(current, last, path, read_only, st.block_size)
+    Scrubber::new(current, last, path, read_only, st.meta.sb.block_size)
 }
 
 impl Fs {
@@ -191,15 +191,17 @@ impl online::Target for Fs {
 
     /// Reads device blocks from `block` into `buf`, counted like any other read. No lock held.
     fn scrub_read(&self, block: u64, buf: &mut AlignedBuf) -> std::io::Result<()> {
-        let r = self.dev.read_at(block * u64::from(self.bs), buf);
+        let r = self.store.device().read_at(block * u64::from(self.bs), buf);
         match &r {
             Ok(()) => {
-                self.counters
+                self.store
+                    .counters
                     .bytes_read
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                self.counters
+                self.store
+                    .counters
                     .device_read_errors
                     .fetch_add(1, Ordering::Relaxed);
                 log::error!("scrub: device read error at block {block}: {e}");
@@ -240,20 +242,21 @@ impl online::Target for Fs {
                 }
                 _ => None,
             };
-            let writing = st.writeback.get(&ino).is_some_and(|m| m.contains_key(&fb));
+            let writing = st.is_writing_back(ino, fb);
             match other {
                 Some(other) if !writing => (st, other),
                 _ => return None,
             }
         };
-        let _gate = self.io_gate.read();
+        let _gate = self.store.read_gate();
         drop(st);
         let (why, _) = self.scrub_reread(block, |b| online::data_block_error(b, crc));
         let why = why?;
         let offset = fb * u64::from(self.bs);
         let Some(other) = other else {
             if why.starts_with("checksum") {
-                self.counters
+                self.store
+                    .counters
                     .checksum_errors
                     .fetch_add(1, Ordering::Relaxed);
             }
@@ -266,18 +269,20 @@ impl online::Target for Fs {
         };
         let (other_bad, good) = self.scrub_reread(other, |b| online::data_block_error(b, crc));
         let repaired = if other_bad.is_none() {
-            self.counters
+            self.store
+                .counters
                 .data_bad_copies
                 .fetch_add(1, Ordering::Relaxed);
             log::error!(
                 "scrub: inode {ino} file offset {offset} copy {copy} (device block {block}): \
                  {why}; the other copy is good"
             );
-            self.repair_data_copy(ino, block, &good)
+            self.store.repair_data_copy(ino, block, &good)
         } else {
             // Both bad: one checksum error for the block (counted once, by its first copy).
             if copy == 1 {
-                self.counters
+                self.store
+                    .counters
                     .checksum_errors
                     .fetch_add(1, Ordering::Relaxed);
             }
@@ -319,7 +324,7 @@ impl online::Target for Fs {
             let healer = st.meta.tree.io().healer();
             (st, id, healer)
         };
-        let _gate = self.io_gate.read();
+        let _gate = self.store.read_gate();
         drop(st);
         let (why, _) = self.scrub_reread(bad.0, |b| online::node_copy_error(&id, b, ptr, level));
         let why = why?;

@@ -1,57 +1,21 @@
-//! The mutable state behind the filesystem lock: metadata (`Meta`), dirty file data not yet
-//! written, and the kernel's references to inodes. Helpers here never do device I/O (the whole
-//! tree is loaded and verified at mount), so the lock is never held across a device read.
+//! The filesystem's helpers over the state behind the store's lock: inodes, directories,
+//! orphans, and the kernel's references to inodes (`Refs`). Helpers here never do device I/O
+//! (the whole tree is loaded and verified at mount), so the lock is never held across a
+//! device read.
 
-use super::blockbuf::BlockBuf;
 use super::types::*;
+use super::State;
 use crate::error::{errno, Error, Result};
 use crate::format::{
     decode_dirindex, encode_dirent_bucket, DirLink, InodeItem, Key, FIRST_COOKIE, KIND_DIRINDEX,
     KIND_INODE, KIND_ORPHAN, OBJECT_FS,
 };
-use crate::txn::Meta;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
-/// A file block written since the last commit, in a private bounce buffer.
-pub struct DirtyBlock {
-    pub buf: BlockBuf,
-    /// crc32c of `buf`, computed as the data was copied in; `None` after a partial update
-    /// (recomputed over the private buffer at writeback).
-    pub crc: Option<u32>,
-    /// No extent mapped this file block when it became dirty (it was a hole, or a block that
-    /// `fallocate` reserved): placing it adds a block to the inode's `blocks`, where placing
-    /// an overwrite replaces one. Exact while the block is dirty, because every change of a
-    /// file block's mapping (placing, truncate, punch, delete) takes its dirty block away too.
-    pub adds_block: bool,
-}
 
 /// References the kernel holds on an inode.
 #[derive(Default, Clone, Copy)]
 pub struct Live {
     pub lookups: u64,
     pub opens: u64,
-}
-
-pub struct State {
-    pub meta: Meta,
-    pub live: HashMap<Ino, Live>,
-    /// Dirty blocks per inode, by file block index.
-    pub dirty: HashMap<Ino, BTreeMap<u64, DirtyBlock>>,
-    /// Blocks being written by a commit: already mapped in the tree to blocks that may not be
-    /// on the device yet, so reads must take them from here until the write completes.
-    pub writeback: HashMap<Ino, BTreeMap<u64, Arc<DirtyBlock>>>,
-    pub dirty_blocks: u64,
-    /// Per inode, how many of its dirty blocks have `adds_block`. `st_blocks` counts them from
-    /// the moment they are written (as ext4 counts delayed allocations: `tar --sparse` and
-    /// `du` must never see written data as a hole), so the count does not change when a
-    /// commit places them. No entry for an inode with none.
-    pub unplaced: HashMap<Ino, u64>,
-    pub writeback_blocks: u64,
-    /// Blocks reserved by `fallocate` and not written yet (see `fileops`): free on the device,
-    /// but promised.
-    pub reserved_blocks: u64,
-    pub block_size: u32,
 }
 
 pub fn inode_key(ino: Ino) -> Key {
@@ -98,89 +62,14 @@ impl State {
             gid: i.gid,
             rdev: i.rdev,
             size: i.size,
-            blocks: (i.blocks + self.unplaced_blocks(ino)) * u64::from(self.block_size / 512),
-            blksize: self.block_size,
+            blocks: (i.blocks + self.unplaced_blocks(ino))
+                * u64::from(self.meta.sb.block_size / 512),
+            blksize: self.meta.sb.block_size,
             atime: i.atime,
             mtime: i.mtime,
             ctime: i.ctime,
             crtime: i.crtime,
         }
-    }
-
-    /// Dirty blocks of `ino` that will add to its `blocks` when placed (see `unplaced`).
-    pub fn unplaced_blocks(&self, ino: Ino) -> u64 {
-        self.unplaced.get(&ino).copied().unwrap_or(0)
-    }
-
-    /// Makes `d` the dirty block at file block `fb` of `ino`. A dirty block already there is
-    /// replaced and returned; the new bytes take its place, and its `adds_block` (the mapping
-    /// has not changed since it became dirty). Otherwise the block is counted.
-    pub fn insert_dirty(&mut self, ino: Ino, fb: u64, mut d: DirtyBlock) -> Option<DirtyBlock> {
-        use std::collections::btree_map::Entry;
-        match self.dirty.entry(ino).or_default().entry(fb) {
-            Entry::Occupied(mut e) => {
-                d.adds_block = e.get().adds_block;
-                Some(e.insert(d))
-            }
-            Entry::Vacant(e) => {
-                let adds = e.insert(d).adds_block;
-                self.dirty_blocks += 1;
-                if adds {
-                    *self.unplaced.entry(ino).or_default() += 1;
-                }
-                None
-            }
-        }
-    }
-
-    /// Takes blocks that have left `ino`'s dirty set (placed, truncated, punched or deleted)
-    /// out of the counts.
-    pub fn dirty_gone<'a>(&mut self, ino: Ino, gone: impl IntoIterator<Item = &'a DirtyBlock>) {
-        let (mut n, mut adds) = (0u64, 0u64);
-        for d in gone {
-            n += 1;
-            adds += u64::from(d.adds_block);
-        }
-        self.dirty_blocks -= n;
-        if adds > 0 {
-            let left = self.unplaced_blocks(ino) - adds;
-            if left == 0 {
-                self.unplaced.remove(&ino);
-            } else {
-                self.unplaced.insert(ino, left);
-            }
-        }
-    }
-
-    /// Device blocks each file block takes: 2 with `copies=2`, else 1.
-    pub fn data_copies(&self) -> u64 {
-        self.meta.sb.data_copies()
-    }
-
-    /// File blocks free for new data, as statfs counts them: free or freed by the running
-    /// transaction, less what dirty data and fallocate reservations will take; with
-    /// `copies=2` every file block takes two device blocks, so half.
-    pub fn free_for_use(&self) -> u64 {
-        let a = &self.meta.alloc;
-        ((a.free_blocks() + a.pending_blocks()) / self.data_copies())
-            .saturating_sub(self.dirty_blocks + self.reserved_blocks)
-    }
-
-    /// File blocks the device can hold (statfs's total): the device's blocks past the
-    /// superblocks, halved with `copies=2`.
-    pub fn data_capacity(&self) -> u64 {
-        let a = &self.meta.alloc;
-        (a.total_blocks() - a.first_block()) / self.data_copies()
-    }
-
-    /// Blocks kept for the tree: data writes stop short of all of them and new names of half,
-    /// so that deletes, and the commits that free space, always find blocks for the nodes they
-    /// rewrite (twice as many under DUP, which writes every node twice).
-    pub fn metadata_reserve(&self) -> u64 {
-        let a = &self.meta.alloc;
-        let total = a.total_blocks() - a.first_block();
-        let copies = if self.meta.sb.metadata_dup() { 2 } else { 1 };
-        (total / 64).max(64) * copies
     }
 
     pub fn new_ino(&mut self) -> Ino {
@@ -279,7 +168,8 @@ impl State {
     }
 
     pub fn is_live(&self, ino: Ino) -> bool {
-        self.live
+        self.ext
+            .live
             .get(&ino)
             .is_some_and(|l| l.lookups > 0 || l.opens > 0)
     }
@@ -300,33 +190,22 @@ impl State {
     /// Deletes an inode and everything it owns; its blocks (every copy) are freed at the next
     /// commit.
     pub fn purge(&mut self, ino: Ino) -> Result<()> {
-        self.forget_unwritten(ino)?;
+        self.forget_data(ino)?;
         let from = Key::new(ino, 0, 0);
         let to = Key::new(ino, u8::MAX, u64::MAX);
-        let (first, total) = (self.meta.sb.first_block, self.meta.sb.total_blocks);
         loop {
             let items = self.meta.tree.range(&from, &to, 256)?;
             if items.is_empty() {
                 break;
             }
-            for (k, v) in items {
-                if k.kind == crate::format::KIND_EXTENT {
-                    let e = crate::format::ExtentItem::decode(&v, first, total)?;
-                    for (s, l) in e.runs() {
-                        self.meta.alloc.free_later(s, l);
-                    }
-                }
+            for (k, _) in items {
                 self.meta.tree.remove(&k)?;
             }
         }
         self.meta
             .tree
             .remove(&Key::new(OBJECT_FS, KIND_ORPHAN, ino))?;
-        if let Some(d) = self.dirty.remove(&ino) {
-            self.dirty_gone(ino, d.values());
-        }
-        self.writeback.remove(&ino);
-        self.live.remove(&ino);
+        self.ext.live.remove(&ino);
         self.meta.inode_count = self.meta.inode_count.saturating_sub(1);
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! turns dirty blocks into contiguous extents.
 
 use super::state::{DirtyBlock, State};
-use super::types::Ino;
+use super::{ObjId, Owner};
 use crate::error::{Error, Result};
-use crate::format::{block_crc, ExtentItem, InodeItem, Key, KIND_EXTENT};
+use crate::format::{block_crc, ExtentItem, Key, KIND_EXTENT, KIND_UNWRITTEN};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -37,45 +37,45 @@ impl Src {
 /// A contiguous data write a commit issues: blocks for `disk_start..`, in order, and the same
 /// buffers again for `copy_start..` (`copies=2`).
 pub struct WriteJob {
-    pub ino: Ino,
+    pub obj: ObjId,
     pub disk_start: u64,
     pub copy_start: Option<u64>,
     pub blocks: Vec<(u64, Arc<DirtyBlock>)>,
 }
 
-impl State {
+impl<E> State<E> {
     fn extent_bounds(&self) -> (u64, u64) {
         (self.meta.sb.first_block, self.meta.sb.total_blocks)
     }
 
     /// The extent covering file block `fb`, with its first file block.
-    pub fn extent_at(&mut self, ino: Ino, fb: u64) -> Result<Option<(u64, ExtentItem)>> {
+    pub fn extent_at(&mut self, obj: ObjId, fb: u64) -> Result<Option<(u64, ExtentItem)>> {
         let (first, total) = self.extent_bounds();
         let found = self.meta.tree.floor(
-            &Key::new(ino, KIND_EXTENT, fb),
-            &Key::new(ino, KIND_EXTENT, 0),
+            &Key::new(obj, KIND_EXTENT, fb),
+            &Key::new(obj, KIND_EXTENT, 0),
         )?;
         let Some((k, v)) = found else { return Ok(None) };
         let e = ExtentItem::decode(&v, first, total)?;
         Ok((fb < k.offset + e.len()).then_some((k.offset, e)))
     }
 
-    /// Where file block `fb` of `ino` is now.
-    pub fn plan_block(&mut self, ino: Ino, fb: u64) -> Result<Src> {
-        if let Some(d) = self.dirty.get(&ino).and_then(|m| m.get(&fb)) {
+    /// Where file block `fb` of `obj` is now.
+    pub fn plan_block(&mut self, obj: ObjId, fb: u64) -> Result<Src> {
+        if let Some(d) = self.dirty.get(&obj).and_then(|m| m.get(&fb)) {
             return Ok(Src::Mem(d.buf.to_vec()));
         }
-        if let Some(d) = self.writeback.get(&ino).and_then(|m| m.get(&fb)) {
+        if let Some(d) = self.writeback.get(&obj).and_then(|m| m.get(&fb)) {
             return Ok(Src::Mem(d.buf.to_vec()));
         }
-        Ok(match self.extent_at(ino, fb)? {
+        Ok(match self.extent_at(obj, fb)? {
             Some((start, e)) => Src::in_extent(&e, fb - start),
             None => Src::Hole,
         })
     }
 
     /// Where each of the `n` file blocks from `fb0` is now; each extent is decoded once.
-    pub fn plan_range(&mut self, ino: Ino, fb0: u64, n: u64) -> Result<Vec<Src>> {
+    pub fn plan_range(&mut self, obj: ObjId, fb0: u64, n: u64) -> Result<Vec<Src>> {
         let end = fb0 + n;
         let mut out = Vec::with_capacity(n as usize);
         let mut cur: Option<(u64, ExtentItem)> = None;
@@ -84,12 +84,12 @@ impl State {
         for fb in fb0..end {
             let mem = self
                 .dirty
-                .get(&ino)
+                .get(&obj)
                 .and_then(|m| m.get(&fb))
                 .map(|d| &d.buf);
             let mem = mem.or_else(|| {
                 self.writeback
-                    .get(&ino)
+                    .get(&obj)
                     .and_then(|m| m.get(&fb))
                     .map(|d| &d.buf)
             });
@@ -102,9 +102,9 @@ impl State {
                 .is_none_or(|(s, e)| fb < *s || fb >= s + e.len())
                 && fb >= hole_until
             {
-                cur = self.extent_at(ino, fb)?;
+                cur = self.extent_at(obj, fb)?;
                 if cur.is_none() {
-                    hole_until = self.next_extent_start(ino, fb, end)?;
+                    hole_until = self.next_extent_start(obj, fb, end)?;
                 }
             }
             out.push(match &cur {
@@ -116,20 +116,20 @@ impl State {
     }
 
     /// The runs `[start, end)` of file blocks in `[from, to)` that an extent maps.
-    pub fn mapped_runs(&mut self, ino: Ino, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+    pub fn mapped_runs(&mut self, obj: ObjId, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
         let mut runs = Vec::new();
         if from >= to {
             return Ok(runs);
         }
         let (first, total) = self.extent_bounds();
-        if let Some((s, e)) = self.extent_at(ino, from)? {
+        if let Some((s, e)) = self.extent_at(obj, from)? {
             runs.push((from, (s + e.len()).min(to)));
         }
         let mut cursor = from + 1;
         while cursor < to {
             let items = self.meta.tree.range(
-                &Key::new(ino, KIND_EXTENT, cursor),
-                &Key::new(ino, KIND_EXTENT, to - 1),
+                &Key::new(obj, KIND_EXTENT, cursor),
+                &Key::new(obj, KIND_EXTENT, to - 1),
                 256,
             )?;
             let Some(last) = items.last().map(|(k, _)| k.offset) else {
@@ -145,12 +145,12 @@ impl State {
     }
 
     /// The first mapped file block in `(fb, end)`, or `end`.
-    fn next_extent_start(&mut self, ino: Ino, fb: u64, end: u64) -> Result<u64> {
+    fn next_extent_start(&mut self, obj: ObjId, fb: u64, end: u64) -> Result<u64> {
         if fb + 1 >= end {
             return Ok(end);
         }
-        let from = Key::new(ino, KIND_EXTENT, fb + 1);
-        let to = Key::new(ino, KIND_EXTENT, end - 1);
+        let from = Key::new(obj, KIND_EXTENT, fb + 1);
+        let to = Key::new(obj, KIND_EXTENT, end - 1);
         Ok(self
             .meta
             .tree
@@ -160,18 +160,19 @@ impl State {
     }
 
     /// Unmaps file blocks `[from, to)`: their device blocks (both copies with `copies=2`) are
-    /// freed at the next commit.
-    pub fn punch(&mut self, ino: Ino, inode: &mut InodeItem, from: u64, to: u64) -> Result<()> {
+    /// freed at the next commit. Returns how many were mapped, for the caller's count of the
+    /// object's blocks.
+    pub fn punch(&mut self, obj: ObjId, from: u64, to: u64) -> Result<u64> {
         if from >= to {
-            return Ok(());
+            return Ok(0);
         }
         let (first, total) = self.extent_bounds();
         let mut found: Vec<(u64, ExtentItem)> = Vec::new();
-        if let Some(e) = self.extent_at(ino, from)? {
+        if let Some(e) = self.extent_at(obj, from)? {
             found.push(e);
         }
-        let mut cursor = Key::new(ino, KIND_EXTENT, from);
-        let end = Key::new(ino, KIND_EXTENT, to - 1);
+        let mut cursor = Key::new(obj, KIND_EXTENT, from);
+        let end = Key::new(obj, KIND_EXTENT, to - 1);
         loop {
             let items = self.meta.tree.range(&cursor, &end, 256)?;
             let Some(last) = items.last().map(|e| e.0) else {
@@ -185,47 +186,112 @@ impl State {
             if last.offset == u64::MAX {
                 break;
             }
-            cursor = Key::new(ino, KIND_EXTENT, last.offset + 1);
+            cursor = Key::new(obj, KIND_EXTENT, last.offset + 1);
         }
+        let mut unmapped = 0;
         for (start, e) in found {
             let len = e.len();
             let (cut_from, cut_to) = (from.max(start), to.min(start + len));
             if cut_from >= cut_to {
                 continue;
             }
-            self.meta.tree.remove(&Key::new(ino, KIND_EXTENT, start))?;
+            self.meta.tree.remove(&Key::new(obj, KIND_EXTENT, start))?;
             let (a, b) = ((cut_from - start) as usize, (cut_to - start) as usize);
             for (s, l) in e.slice(a, b).runs() {
                 self.meta.alloc.free_later(s, l);
             }
-            inode.blocks -= (b - a) as u64;
+            unmapped += (b - a) as u64;
             if a > 0 {
                 let left = e.slice(0, a);
                 self.meta
                     .tree
-                    .insert(Key::new(ino, KIND_EXTENT, start), left.encode())?;
+                    .insert(Key::new(obj, KIND_EXTENT, start), left.encode())?;
             }
             if b < e.crcs.len() {
                 let right = e.slice(b, e.crcs.len());
                 self.meta
                     .tree
-                    .insert(Key::new(ino, KIND_EXTENT, cut_to), right.encode())?;
+                    .insert(Key::new(obj, KIND_EXTENT, cut_to), right.encode())?;
             }
         }
+        Ok(unmapped)
+    }
+
+    /// The object is being deleted: its reservations, its extents (every copy is freed at the
+    /// next commit) and its blocks in memory go.
+    pub fn forget_data(&mut self, obj: ObjId) -> Result<()> {
+        self.forget_unwritten(obj)?;
+        let (first, total) = self.extent_bounds();
+        for kind in [KIND_EXTENT, KIND_UNWRITTEN] {
+            let (from, to) = (Key::new(obj, kind, 0), Key::new(obj, kind, u64::MAX));
+            loop {
+                let items = self.meta.tree.range(&from, &to, 256)?;
+                if items.is_empty() {
+                    break;
+                }
+                for (k, v) in items {
+                    if kind == KIND_EXTENT {
+                        for (s, l) in ExtentItem::decode(&v, first, total)?.runs() {
+                            self.meta.alloc.free_later(s, l);
+                        }
+                    }
+                    self.meta.tree.remove(&k)?;
+                }
+            }
+        }
+        if let Some(d) = self.dirty.remove(&obj) {
+            self.dirty_gone(obj, d.values());
+        }
+        self.writeback.remove(&obj);
         Ok(())
     }
 
-    /// Drops in-memory blocks at or beyond file block `from` (truncate).
-    pub fn drop_cached_from(&mut self, ino: Ino, from: u64) {
-        if let Some(m) = self.dirty.get_mut(&ino) {
-            let gone = m.split_off(&from);
-            self.dirty_gone(ino, gone.values());
+    /// Dirty blocks of `obj` in `[from, to)`.
+    pub fn dirty_count(&self, obj: ObjId, from: u64, to: u64) -> u64 {
+        match self.dirty.get(&obj) {
+            Some(m) if from < to => m.range(from..to).count() as u64,
+            _ => 0,
         }
-        if let Some(m) = self.writeback.get_mut(&ino) {
+    }
+
+    /// Is file block `fb` of `obj` being written back by a commit now?
+    pub fn is_writing_back(&self, obj: ObjId, fb: u64) -> bool {
+        self.writeback
+            .get(&obj)
+            .is_some_and(|m| m.contains_key(&fb))
+    }
+
+    /// Drops in-memory blocks at or beyond file block `from` (truncate).
+    pub fn drop_cached_from(&mut self, obj: ObjId, from: u64) {
+        if let Some(m) = self.dirty.get_mut(&obj) {
+            let gone = m.split_off(&from);
+            self.dirty_gone(obj, gone.values());
+        }
+        if let Some(m) = self.writeback.get_mut(&obj) {
             m.split_off(&from);
         }
     }
 
+    /// Commit step 1 finished writing `jobs`: reads may now go to the device.
+    pub fn finish_writeback(&mut self, jobs: &[WriteJob]) {
+        for job in jobs {
+            self.writeback_blocks -= job.blocks.len() as u64;
+            let Some(wb) = self.writeback.get_mut(&job.obj) else {
+                continue;
+            };
+            for (fb, d) in &job.blocks {
+                if wb.get(fb).is_some_and(|cur| Arc::ptr_eq(cur, d)) {
+                    wb.remove(fb);
+                }
+            }
+            if wb.is_empty() {
+                self.writeback.remove(&job.obj);
+            }
+        }
+    }
+}
+
+impl<E: Owner> State<E> {
     /// Commit step 1: gives every dirty block a place on the device, contiguous per run of
     /// file blocks, maps it in the tree, and moves it to `writeback`. Returns the writes to
     /// issue — always all of them, since the tree already points at their blocks — and, when a
@@ -244,22 +310,22 @@ impl State {
         };
         // In inode order: the same writes land on the same blocks in every run (a seeded
         // test's fault index names the same block), and files written together stay close.
-        let mut inos: Vec<Ino> = self.dirty.keys().copied().collect();
+        let mut inos: Vec<ObjId> = self.dirty.keys().copied().collect();
         inos.sort_unstable();
-        for ino in inos {
+        for obj in inos {
             if p.left == 0 {
                 break;
             }
-            let Some(mut blocks) = self.dirty.remove(&ino) else {
+            let Some(mut blocks) = self.dirty.remove(&obj) else {
                 continue;
             };
-            let r = self.inode(ino).and_then(|mut inode| {
-                let placed = self.place_blocks(ino, &mut inode, &mut blocks, &mut p);
-                self.put_inode(ino, &inode)?;
-                placed
-            });
+            // The owner's count of the object's blocks changes in the same transaction, by
+            // what was placed (even when placing stopped early).
+            let mut mapped = 0i64;
+            let placed = self.place_blocks(obj, &mut mapped, &mut blocks, &mut p);
+            let r = E::blocks_mapped(&mut self.meta, obj, mapped).and(placed);
             if !blocks.is_empty() {
-                self.dirty.insert(ino, blocks);
+                self.dirty.insert(obj, blocks);
             }
             if r.is_err() {
                 return (p.jobs, r);
@@ -270,8 +336,8 @@ impl State {
 
     fn place_blocks(
         &mut self,
-        ino: Ino,
-        inode: &mut InodeItem,
+        obj: ObjId,
+        mapped: &mut i64,
         blocks: &mut BTreeMap<u64, DirtyBlock>,
         p: &mut Placement,
     ) -> Result<()> {
@@ -305,9 +371,9 @@ impl State {
             } else {
                 None
             };
-            self.punch(ino, inode, fb0, fb0 + got)?;
+            *mapped -= self.punch(obj, fb0, fb0 + got)? as i64;
             let mut job = WriteJob {
-                ino,
+                obj,
                 disk_start: disk,
                 copy_start,
                 blocks: Vec::with_capacity(got as usize),
@@ -315,7 +381,7 @@ impl State {
             let mut crcs = Vec::with_capacity(got as usize);
             for fb in fb0..fb0 + got {
                 let mut d = blocks.remove(&fb).expect("run blocks are present");
-                self.dirty_gone(ino, [&d]);
+                self.dirty_gone(obj, [&d]);
                 let crc = *d.crc.get_or_insert_with(|| block_crc(&d.buf));
                 crcs.push(crc);
                 job.blocks.push((fb, Arc::new(d)));
@@ -328,35 +394,17 @@ impl State {
             };
             self.meta
                 .tree
-                .insert(Key::new(ino, KIND_EXTENT, fb0), item.encode())?;
-            inode.blocks += got;
+                .insert(Key::new(obj, KIND_EXTENT, fb0), item.encode())?;
+            *mapped += got as i64;
             p.left = p.left.saturating_sub(got);
             self.writeback_blocks += got;
-            let wb = self.writeback.entry(ino).or_default();
+            let wb = self.writeback.entry(obj).or_default();
             for (fb, d) in &job.blocks {
                 wb.insert(*fb, d.clone());
             }
             p.jobs.push(job);
         }
         Ok(())
-    }
-
-    /// Commit step 1 finished writing `jobs`: reads may now go to the device.
-    pub fn finish_writeback(&mut self, jobs: &[WriteJob]) {
-        for job in jobs {
-            self.writeback_blocks -= job.blocks.len() as u64;
-            let Some(wb) = self.writeback.get_mut(&job.ino) else {
-                continue;
-            };
-            for (fb, d) in &job.blocks {
-                if wb.get(fb).is_some_and(|cur| Arc::ptr_eq(cur, d)) {
-                    wb.remove(fb);
-                }
-            }
-            if wb.is_empty() {
-                self.writeback.remove(&job.ino);
-            }
-        }
     }
 }
 
