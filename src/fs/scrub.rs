@@ -9,13 +9,11 @@ use super::State;
 use crate::device::AlignedBuf;
 use crate::error::Result;
 use crate::format::{
-    BlockNo, BlockPtr, Key, NodeIdentity, ScrubItem, KIND_SCRUB, OBJECT_FS, SCRUB_CURRENT,
-    SCRUB_LAST,
+    BlockPtr, Key, NodeIdentity, ScrubItem, KIND_SCRUB, OBJECT_FS, SCRUB_CURRENT, SCRUB_LAST,
 };
 use crate::scrub::control::{Reply, Request};
-use crate::scrub::online::{self, BadData, Collected, Scrubber, Target};
+use crate::scrub::online::{self, BadData, Collected, Scrubber};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl State {
@@ -103,20 +101,6 @@ impl Fs {
     pub fn scrub_status(&self) -> crate::scrub::control::ScrubStatus {
         self.scrub.status()
     }
-
-    /// Reads one block under the read gate (the caller holds it) and says what is wrong with
-    /// it according to `check`, or `None`.
-    fn scrub_reread(
-        &self,
-        block: u64,
-        check: impl FnOnce(&AlignedBuf) -> Option<String>,
-    ) -> (Option<String>, AlignedBuf) {
-        let mut buf = AlignedBuf::zeroed(self.bs as usize);
-        match self.scrub_read(block, &mut buf) {
-            Ok(()) => (check(&buf), buf),
-            Err(e) => (Some(format!("device read error: {e}")), buf),
-        }
-    }
 }
 
 /// The filesystem as the online scrub sees it (see `scrub::online::Target`).
@@ -189,36 +173,10 @@ impl online::Target for Fs {
         online::collect(&mut st.meta, from, to, files.as_ref(), max_run)
     }
 
-    /// Reads device blocks from `block` into `buf`, counted like any other read. No lock held.
     fn scrub_read(&self, block: u64, buf: &mut AlignedBuf) -> std::io::Result<()> {
-        let r = self.store.device().read_at(block * u64::from(self.bs), buf);
-        match &r {
-            Ok(()) => {
-                self.store
-                    .counters
-                    .bytes_read
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.store
-                    .counters
-                    .device_read_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                log::error!("scrub: device read error at block {block}: {e}");
-            }
-        }
-        r
+        self.store.read_counted(block, buf)
     }
 
-    /// Copy `copy` (1 or 2) of data block `block`, file block `fb` of `ino`, failed against
-    /// `crc`. Confirmed only if the current tree still maps `fb` there (as that copy) with that
-    /// crc, it is not being written back, and a second read under the read gate fails again;
-    /// otherwise the block changed owner and `None` is returned. On a `copies=2` filesystem the
-    /// other copy is then read, and if it verifies the bad one is rewritten from it (not on a
-    /// read-only mount), under the same gate, so the write can only land on a block that is
-    /// still this copy of this block (see `repair_data_copy`). Counted as the read path counts:
-    /// a bad copy with a good twin in `data_bad_copies`, a block with no good copy in
-    /// `checksum_errors` (or as a device read error).
     fn scrub_recheck_data(
         &self,
         ino: Ino,
@@ -227,82 +185,9 @@ impl online::Target for Fs {
         crc: u32,
         copy: u8,
     ) -> Option<BadData> {
-        let (st, other) = {
-            let mut st = self.lock();
-            let other = match st.extent_at(ino, fb) {
-                Ok(Some((start, e))) if e.crcs[(fb - start) as usize] == crc => {
-                    let i = fb - start;
-                    let first = e.disk_start + i;
-                    let second = e.copy_start.map(|c| c + i);
-                    match copy {
-                        1 if first == block => Some(second),
-                        2 if second == Some(block) => Some(Some(first)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            let writing = st.is_writing_back(ino, fb);
-            match other {
-                Some(other) if !writing => (st, other),
-                _ => return None,
-            }
-        };
-        let _gate = self.store.read_gate();
-        drop(st);
-        let (why, _) = self.scrub_reread(block, |b| online::data_block_error(b, crc));
-        let why = why?;
-        let offset = fb * u64::from(self.bs);
-        let Some(other) = other else {
-            if why.starts_with("checksum") {
-                self.store
-                    .counters
-                    .checksum_errors
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            log::error!("scrub: inode {ino} file offset {offset} device block {block}: {why}");
-            return Some(BadData {
-                why,
-                copy: None,
-                repaired: false,
-            });
-        };
-        let (other_bad, good) = self.scrub_reread(other, |b| online::data_block_error(b, crc));
-        let repaired = if other_bad.is_none() {
-            self.store
-                .counters
-                .data_bad_copies
-                .fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "scrub: inode {ino} file offset {offset} copy {copy} (device block {block}): \
-                 {why}; the other copy is good"
-            );
-            self.store.repair_data_copy(ino, block, &good)
-        } else {
-            // Both bad: one checksum error for the block (counted once, by its first copy).
-            if copy == 1 {
-                self.store
-                    .counters
-                    .checksum_errors
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            log::error!(
-                "scrub: inode {ino} file offset {offset} copy {copy} (device block {block}): \
-                 {why}; the other copy is bad too"
-            );
-            false
-        };
-        Some(BadData {
-            why,
-            copy: Some(copy),
-            repaired,
-        })
+        self.store.recheck_data_copy(ino, fb, block, crc, copy)
     }
 
-    /// Copy `copy` of the node `ptr` names failed. Confirmed only if the node (found again by
-    /// `key`, a key below it) is still in the current tree with that pointer and a second
-    /// read under the read gate fails again; then the copy is rewritten from the other one if
-    /// that one verifies (not on a read-only mount). Returns why, and whether it was repaired.
     fn scrub_recheck_node(
         &self,
         key: &Key,
@@ -310,38 +195,7 @@ impl online::Target for Fs {
         ptr: &BlockPtr,
         copy: u8,
     ) -> Option<(String, bool)> {
-        let (bad, good) = match (copy, ptr.copy_addr) {
-            (1, other) => (ptr.addr, other),
-            (_, Some(c)) => (c, Some(ptr.addr)),
-            (_, None) => return None,
-        };
-        let (st, id, healer) = {
-            let mut st = self.lock();
-            if st.meta.tree.node_ptr_at(key, level).ok().flatten() != Some(*ptr) {
-                return None;
-            }
-            let id = *st.meta.tree.identity();
-            let healer = st.meta.tree.io().healer();
-            (st, id, healer)
-        };
-        let _gate = self.store.read_gate();
-        drop(st);
-        let (why, _) = self.scrub_reread(bad.0, |b| online::node_copy_error(&id, b, ptr, level));
-        let why = why?;
-        self.tree_stats.bad_copies.fetch_add(1, Ordering::Relaxed);
-        log::error!(
-            "scrub: copy {copy} of tree node {} (block {bad}): {why}",
-            ptr.addr
-        );
-        let repaired = match good {
-            Some(good) => {
-                let (other, buf) =
-                    self.scrub_reread(good.0, |b| online::node_copy_error(&id, b, ptr, level));
-                other.is_none() && healer.heal_copy(BlockNo(bad.0), &buf)
-            }
-            None => false,
-        };
-        Some((why, repaired))
+        self.store.recheck_node_copy(key, level, ptr, copy)
     }
 
     /// Every path to each of `inos`, from the current directory entries.

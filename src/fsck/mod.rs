@@ -35,6 +35,7 @@ pub use report::*;
 use crate::device::BlockDevice;
 use crate::format::FileKind;
 use crate::format::SB_FLAG_MKFS_IN_PROGRESS;
+use crate::store::heal;
 use namespace::Analysis;
 use scan::{Findings, Operational, Scan};
 use std::sync::Arc;
@@ -180,11 +181,11 @@ fn heal_data_copies(
     let mut buf = crate::device::AlignedBuf::zeroed(bs as usize);
     let mut healed = 0;
     for &(bad, good, crc) in &scan.bad_data_copies {
-        if dev.read_at(good * bs, &mut buf).is_err() || crate::format::block_crc(&buf) != crc {
+        let rewritten = heal::heal_data_copy(dev, scan.sb.block_size, bad, good, crc, &mut buf)
+            .map_err(|e| Operational(format!("cannot rewrite data block {bad}: {e}")))?;
+        if !rewritten {
             continue;
         }
-        dev.write_at(bad * bs, &[&buf])
-            .map_err(|e| Operational(format!("cannot rewrite data block {bad}: {e}")))?;
         actions.push(format!(
             "data block {bad}: rewritten from its other copy at block {good}"
         ));

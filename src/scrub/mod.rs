@@ -30,9 +30,10 @@ use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::ROOT_INO;
 use crate::format::{
-    block_crc, decode_dirent_bucket, decode_node, BlockPtr, ExtentItem, KIND_DIRENT, KIND_EXTENT,
-    SB_SIZE, SB_SLOT_OFFSETS,
+    decode_dirent_bucket, decode_node, BlockPtr, ExtentItem, KIND_DIRENT, KIND_EXTENT, SB_SIZE,
+    SB_SLOT_OFFSETS,
 };
+use crate::store::heal;
 use crate::tree::Visit;
 use crate::txn::Meta;
 use std::collections::HashMap;
@@ -307,14 +308,12 @@ fn heal_data_copy(meta: &Meta, bad: u64, good: u64, crc: u32) -> bool {
     let io = meta.tree.io();
     let bs = meta.sb.block_size;
     let mut buf = AlignedBuf::zeroed(bs as usize);
-    if io.dev.read_at(good * u64::from(bs), &mut buf).is_err() || block_crc(&buf) != crc {
-        return false;
-    }
-    match io.dev.write_at(bad * u64::from(bs), &[&buf]) {
-        Ok(()) => {
+    match heal::heal_data_copy(&*io.dev, bs, bad, good, crc, &mut buf) {
+        Ok(true) => {
             log::warn!("data block {bad}: rewritten from its other copy at {good}");
             true
         }
+        Ok(false) => false,
         Err(e) => {
             log::error!("data block {bad}: could not rewrite it: {e}");
             false
@@ -324,24 +323,13 @@ fn heal_data_copy(meta: &Meta, bad: u64, good: u64, crc: u32) -> bool {
 
 /// Verifies one block against what points to it.
 fn verify(meta: &Meta, bytes: &[u8], check: Check) -> std::result::Result<(), String> {
-    match check {
-        Check::Data { crc, .. } | Check::DataCopy { crc, .. } => {
-            let got = block_crc(bytes);
-            if got == crc {
-                Ok(())
-            } else {
-                Err(format!(
-                    "checksum mismatch: crc {got:#010x}, expected {crc:#010x}"
-                ))
-            }
-        }
+    let why = match check {
+        Check::Data { crc, .. } | Check::DataCopy { crc, .. } => heal::data_block_error(bytes, crc),
         Check::SecondCopy { ptr, level } => {
-            let id = meta.tree.identity();
-            decode_node(id, bytes, &ptr, level)
-                .map(drop)
-                .map_err(|e| e.to_string())
+            heal::node_copy_error(meta.tree.identity(), bytes, &ptr, level)
         }
-    }
+    };
+    why.map_or(Ok(()), Err)
 }
 
 /// Rewrites the second copy of `ptr`'s node from its first (verified again now).

@@ -44,8 +44,8 @@ use crate::device::AlignedBuf;
 use crate::error::Result;
 use crate::format::ROOT_INO;
 use crate::format::{
-    block_crc, decode_dirent_bucket, decode_node, BlockPtr, ExtentItem, Key, NodeIdentity,
-    ScrubItem, ScrubState, KIND_DIRENT, KIND_EXTENT,
+    decode_dirent_bucket, BlockPtr, ExtentItem, Key, NodeIdentity, ScrubItem, ScrubState,
+    KIND_DIRENT, KIND_EXTENT,
 };
 use crate::tree::Visit;
 use crate::txn::Meta;
@@ -97,13 +97,7 @@ pub trait Target: Send + Sync {
     fn scrub_paths(&self, inos: &HashSet<u64>) -> HashMap<u64, Vec<String>>;
 }
 
-/// A data block copy the online scrub found bad: why, which copy (on a `copies=2`
-/// filesystem), and whether it was rewritten from the other copy.
-pub struct BadData {
-    pub why: String,
-    pub copy: Option<u8>,
-    pub repaired: bool,
-}
+pub use crate::store::heal::{data_block_error, node_copy_error, BadData};
 
 /// Largest read.
 const RUN_BYTES: u64 = 4 << 20;
@@ -277,24 +271,6 @@ pub(crate) fn verify_data_extent(crcs: &[u32], bytes: &[u8], bs: usize) -> Vec<(
         }
     }
     bad
-}
-
-/// Why one data block does not match its crc, or `None`.
-pub(crate) fn data_block_error(bytes: &[u8], crc: u32) -> Option<String> {
-    let got = block_crc(bytes);
-    (got != crc).then(|| format!("checksum mismatch: crc {got:#010x}, expected {crc:#010x}"))
-}
-
-/// Why one copy of a node does not verify against its parent's pointer, or `None`.
-pub(crate) fn node_copy_error(
-    id: &NodeIdentity,
-    bytes: &[u8],
-    ptr: &BlockPtr,
-    level: u8,
-) -> Option<String> {
-    decode_node(id, bytes, ptr, level)
-        .err()
-        .map(|e| e.to_string())
 }
 
 /// Every path to each of `inos` (all hard links), from the directory entries of the tree.

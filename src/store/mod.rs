@@ -11,6 +11,7 @@
 
 mod blockbuf;
 mod extents;
+pub mod heal;
 mod read;
 mod state;
 mod unwritten;
