@@ -34,7 +34,7 @@ fn cstr(p: &Path) -> CString {
 
 /// `fallocate(2)`: 0 or the errno.
 fn fallocate(f: &File, mode: i32, offset: u64, len: u64) -> i32 {
-    // Safe because the fd is open for the duration of the call and no memory is passed.
+    // SAFETY: safe because the fd is open for the duration of the call and no memory is passed.
     let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset as i64, len as i64) };
     if r == 0 {
         0
@@ -45,7 +45,7 @@ fn fallocate(f: &File, mode: i32, offset: u64, len: u64) -> i32 {
 
 /// `lseek(2)`: the new offset or the errno.
 fn lseek(f: &File, offset: u64, whence: i32) -> Result<u64, i32> {
-    // Safe because the fd is open for the duration of the call and no memory is passed.
+    // SAFETY: safe because the fd is open for the duration of the call and no memory is passed.
     let r = unsafe { libc::lseek(f.as_raw_fd(), offset as i64, whence) };
     if r < 0 {
         Err(last_errno())
@@ -57,7 +57,7 @@ fn lseek(f: &File, offset: u64, whence: i32) -> Result<u64, i32> {
 /// `copy_file_range(2)` with explicit offsets: the byte count or the errno.
 fn copy_range(src: &File, off_in: u64, dst: &File, off_out: u64, len: u64) -> Result<u64, i32> {
     let (mut a, mut b) = (off_in as i64, off_out as i64);
-    // Safe because both fds are open, the offset pointers point to live locals, and the
+    // SAFETY: safe because both fds are open, the offset pointers point to live locals, and the
     // kernel writes only through them.
     let r = unsafe {
         libc::copy_file_range(
@@ -363,12 +363,12 @@ fn special_files() {
 /// Runs `f` in a forked child and returns its pid. The child only makes system calls (no
 /// allocation, no locks), which is what is safe after fork in a threaded process.
 fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // Safe because the child runs only `f`, which makes plain system calls, then `_exit`s.
+    // SAFETY: safe because the child runs only `f`, which makes plain system calls, then `_exit`s.
     match unsafe { libc::fork() } {
         -1 => panic!("fork: {}", std::io::Error::last_os_error()),
         0 => {
             let code = f();
-            // Safe because _exit ends the child without running the parent's destructors.
+            // SAFETY: safe because _exit ends the child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
         pid => pid,
@@ -378,7 +378,7 @@ fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
 /// Waits for a child and returns its exit code.
 fn wait_child(pid: libc::pid_t) -> i32 {
     let mut status = 0;
-    // Safe because `status` is a live local the kernel writes the status into.
+    // SAFETY: safe because `status` is a live local the kernel writes the status into.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
     assert!(libc::WIFEXITED(status), "child status {status:#x}");
@@ -407,7 +407,7 @@ fn wait_until_blocked(pid: libc::pid_t) {
 }
 
 fn write_lock(start: i64, len: i64, kind: i32) -> libc::flock {
-    // Safe because flock is plain old data for which all zeros is a valid value.
+    // SAFETY: safe because flock is plain old data for which all zeros is a valid value.
     let mut l: libc::flock = unsafe { std::mem::zeroed() };
     l.l_type = kind as i16;
     l.l_whence = libc::SEEK_SET as i16;
@@ -425,7 +425,7 @@ fn flock_and_posix_locks_between_processes() {
 
     // flock(2): util-linux's flock(1) in another process.
     let holder = File::open(&p).unwrap();
-    // Safe because the fd is open; flock passes no memory.
+    // SAFETY: safe because the fd is open; flock passes no memory.
     assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
     let try_lock = || {
         Command::new("flock")
@@ -441,15 +441,15 @@ fn flock_and_posix_locks_between_processes() {
         Some(75),
         "a second exclusive flock must conflict"
     );
-    // Safe as above.
+    // SAFETY: safe because the fd is open; flock passes no memory.
     assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_UN) }, 0);
     assert_eq!(try_lock(), Some(0), "free again after LOCK_UN");
 
     // POSIX record locks: the parent write-locks bytes 0..100.
     let f = open_rw(&p);
     let mine = write_lock(0, 100, libc::F_WRLCK);
-    // Safe because `mine` is a live flock the call only reads.
     assert_eq!(
+        // SAFETY: safe because `mine` is a live flock the call only reads.
         unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &mine) },
         0
     );
@@ -460,7 +460,7 @@ fn flock_and_posix_locks_between_processes() {
     );
     let mut probe = write_lock(50, 10, libc::F_WRLCK);
     let child = fork_child(|| {
-        // Safe because `path` is a NUL-terminated string and the flock structs are live
+        // SAFETY: safe because `path` is a NUL-terminated string and the flock structs are live
         // locals; only system calls are made.
         unsafe {
             let fd = libc::open(path.as_ptr(), libc::O_RDWR);
@@ -493,7 +493,8 @@ fn flock_and_posix_locks_between_processes() {
     );
     // A blocking request waits while the parent holds the range and is granted once it lets go.
     let child = fork_child(|| {
-        // Safe as above.
+        // SAFETY: safe because `path` is a NUL-terminated string and `want_50` is a live local
+        // the call only reads; only system calls are made.
         unsafe {
             let fd = libc::open(path.as_ptr(), libc::O_RDWR);
             if fd < 0 || libc::fcntl(fd, libc::F_SETLKW, &want_50) != 0 {
@@ -504,7 +505,7 @@ fn flock_and_posix_locks_between_processes() {
     });
     wait_until_blocked(child);
     let un = write_lock(0, 100, libc::F_UNLCK);
-    // Safe because `un` is a live flock the call only reads; `f` is open.
+    // SAFETY: safe because `un` is a live flock the call only reads; `f` is open.
     assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &un) }, 0);
     assert_eq!(wait_child(child), 0, "F_SETLKW granted after the release");
 }

@@ -113,7 +113,7 @@ fn block_sizes_from_4k_to_64k() {
     assert_eq!(fs::read(t.path("f")).unwrap(), data);
     assert_eq!(fs::read(t.path("small")).unwrap(), b"tiny");
     let c = std::ffi::CString::new(t.mnt.as_os_str().as_encoded_bytes()).unwrap();
-    // Safe because statvfs is plain data and `c` is a valid path.
+    // SAFETY: safe because statvfs is plain data and `c` is a valid path.
     let bsize = unsafe {
         let mut s: libc::statvfs = std::mem::zeroed();
         assert_eq!(libc::statvfs(c.as_ptr(), &mut s), 0);

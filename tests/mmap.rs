@@ -17,7 +17,7 @@ fn map(file: &fs::File, len: usize, shared: bool) -> &'static mut [u8] {
     } else {
         libc::MAP_PRIVATE
     };
-    // Safe because the fd is valid, the length is non-zero and the result is checked; the
+    // SAFETY: safe because the fd is valid, the length is non-zero and the result is checked; the
     // mapping is leaked on purpose (released by `unmap`) and used only by this test thread.
     unsafe {
         let p = libc::mmap(
@@ -39,13 +39,13 @@ fn map(file: &fs::File, len: usize, shared: bool) -> &'static mut [u8] {
 }
 
 fn unmap(m: &mut [u8]) {
-    // Safe because `m` is exactly a mapping returned by `map`, not used afterwards.
+    // SAFETY: safe because `m` is exactly a mapping returned by `map`, not used afterwards.
     unsafe { libc::munmap(m.as_mut_ptr().cast(), m.len()) };
 }
 
 fn msync(m: &mut [u8]) {
-    // Safe because `m` is a live mapping.
     assert_eq!(
+        // SAFETY: safe because `m` is a live mapping.
         unsafe { libc::msync(m.as_mut_ptr().cast(), m.len(), libc::MS_SYNC) },
         0
     );
@@ -106,16 +106,16 @@ fn shared_private_holes_and_eof() {
     // A page wholly past EOF: SIGBUS, in a child so the test survives it.
     let m = map(&f, 6 * PAGE, true);
     let addr = m.as_ptr() as usize + 5 * PAGE;
-    // Safe because the child only reads one byte and exits; the parent waits for it.
+    // SAFETY: safe because the child only reads one byte and exits; the parent waits for it.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // Safe because `addr` is inside the child's copy of the mapping.
+        // SAFETY: safe because `addr` is inside the child's copy of the mapping.
         let v = unsafe { std::ptr::read_volatile(addr as *const u8) };
-        // Safe because _exit ends the child without running the parent's destructors.
+        // SAFETY: safe because _exit ends the child without running the parent's destructors.
         unsafe { libc::_exit(i32::from(v) + 1) };
     }
     let mut status = 0;
-    // Safe because `pid` is our child.
+    // SAFETY: safe because `pid` is our child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert!(
         libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS,

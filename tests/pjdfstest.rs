@@ -131,8 +131,8 @@ fn parse_report(stdout: &str) -> BTreeMap<String, CaseResult> {
 
 fn pathconf(path: &Path, name: libc::c_int) -> usize {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    // Safe because `c` is a NUL-terminated string that outlives the call, which reads nothing
-    // else.
+    // SAFETY: safe because `c` is a NUL-terminated string that outlives the call, which reads
+    // nothing else.
     let v = unsafe { libc::pathconf(c.as_ptr(), name) };
     usize::try_from(v).unwrap_or_else(|_| panic!("pathconf({}, {name}) = {v}", path.display()))
 }

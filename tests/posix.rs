@@ -36,7 +36,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 fn renameat2(from: &Path, to: &Path, flags: u32) -> i32 {
     let (a, b) = (cstr(from), cstr(to));
-    // Safe because both pointers are valid NUL-terminated strings that outlive the call.
+    // SAFETY: safe because both pointers are valid NUL-terminated strings that outlive the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
@@ -148,18 +148,18 @@ fn directories_and_readdir() {
         fs::write(t.path(&format!("r/f{i:04}")), b"").unwrap();
     }
     let dir = cstr(&t.path("r"));
-    // Safe because `dir` is a valid path string; the stream is closed below.
+    // SAFETY: safe because `dir` is a valid path string; the stream is closed below.
     let dp = unsafe { libc::opendir(dir.as_ptr()) };
     assert!(!dp.is_null());
     let mut seen = std::collections::HashMap::new();
     let mut n = 0;
     loop {
-        // Safe because `dp` is an open directory stream.
+        // SAFETY: safe because `dp` is an open directory stream.
         let ent = unsafe { libc::readdir(dp) };
         if ent.is_null() {
             break;
         }
-        // Safe because readdir returned a valid dirent whose d_name is NUL-terminated.
+        // SAFETY: safe because readdir returned a valid dirent whose d_name is NUL-terminated.
         let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }
             .to_string_lossy()
             .into_owned();
@@ -174,7 +174,7 @@ fn directories_and_readdir() {
             }
         }
     }
-    // Safe because `dp` is open and not used afterwards.
+    // SAFETY: safe because `dp` is open and not used afterwards.
     unsafe { libc::closedir(dp) };
     for i in (0..2000).filter(|i| !(1000..1100).contains(i)) {
         assert_eq!(seen.get(&format!("f{i:04}")), Some(&1), "f{i:04}");
@@ -306,8 +306,8 @@ fn links_symlinks_attributes() {
             tv_nsec: 987_654_321,
         },
     ];
-    // Safe because `c` and `times` are valid for the call.
     assert_eq!(
+        // SAFETY: safe because `c` and `times` are valid for the call.
         unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
         0
     );
@@ -370,7 +370,7 @@ fn xattrs_through_the_mount() {
     let p = cstr(&t.path("x"));
     let set = |name: &str, val: &[u8], flags: i32| -> i32 {
         let n = CString::new(name).unwrap();
-        // Safe because all pointers are valid for the given lengths.
+        // SAFETY: safe because all pointers are valid for the given lengths.
         let r = unsafe {
             libc::setxattr(
                 p.as_ptr(),
@@ -389,7 +389,7 @@ fn xattrs_through_the_mount() {
     let get = |name: &str| -> Result<Vec<u8>, i32> {
         let n = CString::new(name).unwrap();
         let mut buf = vec![0u8; 4096];
-        // Safe because `buf` is valid for its length.
+        // SAFETY: safe because `buf` is valid for its length.
         let r =
             unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if r < 0 {
@@ -407,7 +407,7 @@ fn xattrs_through_the_mount() {
     assert_eq!(get("user.one"), Ok(b"uno".to_vec()));
     assert_eq!(get("user.none"), Err(libc::ENODATA));
     let mut list = vec![0u8; 1024];
-    // Safe because `list` is valid for its length.
+    // SAFETY: safe because `list` is valid for its length.
     let n = unsafe { libc::listxattr(p.as_ptr(), list.as_mut_ptr().cast(), list.len()) };
     assert!(n > 0);
     let mut names: Vec<&[u8]> = list[..n as usize]
@@ -417,7 +417,7 @@ fn xattrs_through_the_mount() {
     names.sort();
     assert_eq!(names, vec![&b"user.one"[..], b"user.two"]);
     let n1 = CString::new("user.one").unwrap();
-    // Safe because the pointers are valid strings.
+    // SAFETY: safe because the pointers are valid strings.
     assert_eq!(unsafe { libc::removexattr(p.as_ptr(), n1.as_ptr()) }, 0);
     assert_eq!(get("user.one"), Err(libc::ENODATA));
 }
@@ -426,7 +426,7 @@ fn xattrs_through_the_mount() {
 fn statfs_reports_real_numbers() {
     let t = TestFs::new();
     let c = cstr(&t.mnt);
-    // Safe because statvfs is plain data and `c` is a valid path.
+    // SAFETY: safe because statvfs is plain data and `c` is a valid path.
     let stat = || unsafe {
         let mut s: libc::statvfs = std::mem::zeroed();
         assert_eq!(libc::statvfs(c.as_ptr(), &mut s), 0);
@@ -471,7 +471,7 @@ fn unlinked_file_stays_readable_until_close() {
     File::open(t.path("")).unwrap().sync_all().unwrap();
     let f = File::open(&p).unwrap();
     let c = cstr(&t.mnt);
-    // Safe because statvfs is plain data and `c` is a valid path.
+    // SAFETY: safe because statvfs is plain data and `c` is a valid path.
     let bfree = || unsafe {
         let mut s: libc::statvfs = std::mem::zeroed();
         libc::statvfs(c.as_ptr(), &mut s);

@@ -38,7 +38,7 @@ fn open_rw(p: &Path) -> File {
 }
 
 fn fallocate(f: &File, mode: i32, offset: u64, len: u64) {
-    // Safe because the fd is open for the duration of the call and no memory is passed.
+    // SAFETY: safe because the fd is open for the duration of the call and no memory is passed.
     let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset as i64, len as i64) };
     assert_eq!(r, 0, "fallocate: {}", std::io::Error::last_os_error());
 }

@@ -190,7 +190,7 @@ impl Scribbled {
         let base = self.blocks.as_ptr().cast::<u8>();
         let mut done = 0;
         while done < len {
-            // Safe because `base + off + len` stays inside `blocks` (asserted above), which
+            // SAFETY: safe because `base + off + len` stays inside `blocks` (asserted above), which
             // outlives the call; the kernel only reads the bytes, and the other threads change
             // them only through atomics.
             let n = unsafe {
@@ -331,10 +331,10 @@ struct Control {
 /// async-signal-safe calls (open, mmap, munmap, close, _exit) and atomic stores; it allocates
 /// nothing and never unwinds.
 fn scribbler(path: &CString, ctl: &Control, seed: u64) -> ! {
-    // Safe because `path` is a valid NUL-terminated string (made before the fork).
+    // SAFETY: safe because `path` is a valid NUL-terminated string (made before the fork).
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
-    // Safe because a failed mmap returns MAP_FAILED and touches nothing; a successful one maps
-    // FILE_BYTES of the file, which is that long (written before the fork).
+    // SAFETY: safe because a failed mmap returns MAP_FAILED and touches nothing; a successful one
+    // maps FILE_BYTES of the file, which is that long (written before the fork).
     let map = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -347,7 +347,8 @@ fn scribbler(path: &CString, ctl: &Control, seed: u64) -> ! {
     };
     if fd < 0 || map == libc::MAP_FAILED {
         ctl.ready.store(2, Ordering::SeqCst);
-        // Safe because _exit ends this process at once, without running anything of the parent's.
+        // SAFETY: safe because _exit ends this process at once, without running anything of the
+        // parent's.
         unsafe { libc::_exit(1) };
     }
     let words = map.cast::<AtomicU64>();
@@ -359,8 +360,8 @@ fn scribbler(path: &CString, ctl: &Control, seed: u64) -> ! {
         let v = ctl.version.fetch_add(1, Ordering::Relaxed) + 1;
         for k in 0..WORDS_PER_BLOCK {
             let i = page * WORDS_PER_BLOCK + k;
-            // Safe because `i` < FILE_BYTES / 8, the mapping is page-aligned (so every word is
-            // 8-aligned) and stays mapped until the munmap below.
+            // SAFETY: safe because `i` < FILE_BYTES / 8, the mapping is page-aligned (so every word
+            // is 8-aligned) and stays mapped until the munmap below.
             unsafe { (*words.add(i)).store(tag(v, i), Ordering::Relaxed) };
         }
         if !started {
@@ -368,8 +369,8 @@ fn scribbler(path: &CString, ctl: &Control, seed: u64) -> ! {
             started = true;
         }
     }
-    // Safe because nothing uses the mapping or the descriptor after this, and _exit ends the
-    // process without running anything of the parent's.
+    // SAFETY: safe because nothing uses the mapping or the descriptor after this, and _exit ends
+    // the process without running anything of the parent's.
     unsafe {
         libc::munmap(map, FILE_BYTES);
         libc::close(fd);
@@ -389,7 +390,7 @@ impl Scribbler {
     fn stop(&mut self) -> libc::c_int {
         self.control().stop.store(1, Ordering::SeqCst);
         let mut status = 0;
-        // Safe because `pid` is our unreaped child and `status` is a valid out-pointer.
+        // SAFETY: safe because `pid` is our unreaped child and `status` is a valid out-pointer.
         let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
         assert_eq!(rc, self.pid, "waitpid: {}", io::Error::last_os_error());
         self.pid = 0;
@@ -397,8 +398,8 @@ impl Scribbler {
     }
 
     fn control(&self) -> &Control {
-        // Safe because `ctl` points to the shared page mapped in `mmap_dirtied_during_fsync`,
-        // which is unmapped only after this guard is gone.
+        // SAFETY: safe because `ctl` points to the shared page mapped in
+        // `mmap_dirtied_during_fsync`, which is unmapped only after this guard is gone.
         unsafe { &*self.ctl }
     }
 }
@@ -406,7 +407,8 @@ impl Scribbler {
 impl Drop for Scribbler {
     fn drop(&mut self) {
         if self.pid > 0 {
-            // Safe because `pid` is our child, not yet reaped, so it cannot have been reused.
+            // SAFETY: safe because `pid` is our child, not yet reaped, so it cannot have been
+            // reused.
             unsafe {
                 libc::kill(self.pid, libc::SIGKILL);
                 libc::waitpid(self.pid, std::ptr::null_mut(), 0);
@@ -426,7 +428,7 @@ fn mmap_dirtied_during_fsync() {
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     f.sync_all().unwrap();
 
-    // Safe because an anonymous shared mapping of one page has no preconditions; the result
+    // SAFETY: safe because an anonymous shared mapping of one page has no preconditions; the result
     // is checked before use.
     let page = unsafe {
         libc::mmap(
@@ -445,13 +447,13 @@ fn mmap_dirtied_during_fsync() {
         io::Error::last_os_error()
     );
     let ctl = page.cast::<Control>();
-    // Safe because the page is zero-filled, page-aligned and large enough for `Control`, whose
-    // fields are atomics for which all zeros is a valid value.
+    // SAFETY: safe because the page is zero-filled, page-aligned and large enough for `Control`,
+    // whose fields are atomics for which all zeros is a valid value.
     let ctl_ref = unsafe { &*ctl };
     ctl_ref.version.store(1, Ordering::SeqCst);
     let cpath = CString::new(p.as_os_str().as_bytes()).unwrap();
 
-    // Safe because the child only runs `scribbler`, which makes async-signal-safe calls and
+    // SAFETY: safe because the child only runs `scribbler`, which makes async-signal-safe calls and
     // ends in _exit (see there); the parent goes on as usual.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
@@ -472,9 +474,11 @@ fn mmap_dirtied_during_fsync() {
     let fd = f.as_raw_fd();
     for i in 0..MMAP_SYNCS {
         let (what, rc) = match i % 3 {
-            // Safe because `fd` stays open for the calls; none touches our memory.
+            // SAFETY: safe because `fd` stays open for the call, which touches none of our memory.
             0 => ("fsync", unsafe { libc::fsync(fd) }),
+            // SAFETY: safe because `fd` stays open for the call, which touches none of our memory.
             1 => ("fdatasync", unsafe { libc::fdatasync(fd) }),
+            // SAFETY: safe because `fd` stays open for the call, which touches none of our memory.
             _ => ("sync_file_range", unsafe {
                 libc::sync_file_range(
                     fd,
@@ -500,7 +504,7 @@ fn mmap_dirtied_during_fsync() {
     );
     let max_version = child.control().version.load(Ordering::SeqCst);
     drop(child);
-    // Safe because the scribbler has exited and nothing refers to the page any more.
+    // SAFETY: safe because the scribbler has exited and nothing refers to the page any more.
     unsafe { libc::munmap(page, 4096) };
     f.sync_all().unwrap();
     drop(f);

@@ -940,7 +940,7 @@ impl Worker {
             }
             Op::Truncate => {
                 let size = self.offset(MAX_OFFSET + MAX_WRITE);
-                // Safe because the path is a valid NUL-terminated string for the call.
+                // SAFETY: safe because the path is a valid NUL-terminated string for the call.
                 let r = sys(unsafe { libc::truncate(cpath(&p).as_ptr(), size as libc::off_t) });
                 (format!("{what} to {size}"), r.map_err(Fail::from))
             }
@@ -972,13 +972,13 @@ impl Worker {
             Op::Removexattr => {
                 let name = format!("user.s{}", self.rng.below(XATTR_NAMES));
                 let (c, n) = (cpath(&p), CString::new(name.clone()).unwrap());
-                // Safe because both are valid NUL-terminated strings for the call.
+                // SAFETY: safe because both are valid NUL-terminated strings for the call.
                 let r = sys(unsafe { libc::removexattr(c.as_ptr(), n.as_ptr()) });
                 (format!("{what} {name}"), r.map_err(Fail::from))
             }
             Op::Chmod => {
                 let mode = [0o644, 0o600, 0o755, 0o700, 0o444, 0o4755][self.rng.below(6) as usize];
-                // Safe because the path is a valid NUL-terminated string for the call.
+                // SAFETY: safe because the path is a valid NUL-terminated string for the call.
                 let r = sys(unsafe { libc::chmod(cpath(&p).as_ptr(), mode) });
                 (format!("{what} {mode:o}"), r.map_err(Fail::from))
             }
@@ -1132,7 +1132,7 @@ impl Worker {
 
 fn renameat2(from: &Path, to: &Path, flags: u32) -> Result<(), i32> {
     let (a, b) = (cpath(from), cpath(to));
-    // Safe because both pointers are valid NUL-terminated strings that outlive the call.
+    // SAFETY: safe because both pointers are valid NUL-terminated strings that outlive the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
@@ -1175,7 +1175,8 @@ fn read(p: &Path, off: u64, len: u64) -> Result<(), Fail> {
 
 fn fallocate(p: &Path, mode: libc::c_int, off: u64, len: u64) -> Result<(), Fail> {
     let f = OpenOptions::new().write(true).open(p)?;
-    // Safe because the descriptor is open for the call; fallocate touches no memory of ours.
+    // SAFETY: safe because the descriptor is open for the call; fallocate touches no memory of
+    // ours.
     let rc =
         unsafe { libc::fallocate(f.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
     sys(rc).map_err(Fail::from)
@@ -1199,8 +1200,8 @@ fn fsync(p: &Path, kind: u64) -> Result<(), Fail> {
 
 fn setxattr(p: &Path, name: &str, value: &[u8], flags: libc::c_int) -> Result<(), Fail> {
     let (c, n) = (cpath(p), CString::new(name).unwrap());
-    // Safe because the strings are NUL-terminated and `value` is valid for `value.len()` bytes
-    // for the duration of the call.
+    // SAFETY: safe because the strings are NUL-terminated and `value` is valid for `value.len()`
+    // bytes for the duration of the call.
     let rc = unsafe {
         libc::setxattr(
             c.as_ptr(),
@@ -1242,7 +1243,7 @@ fn xattr_value(k: u64, len: usize) -> Vec<u8> {
 fn getxattr(p: &Path, k: u64) -> Result<(), Fail> {
     let (c, n) = (cpath(p), CString::new(format!("user.s{k}")).unwrap());
     let mut buf = [0u8; 256];
-    // Safe because the strings are NUL-terminated and `buf` is valid for `buf.len()` bytes.
+    // SAFETY: safe because the strings are NUL-terminated and `buf` is valid for `buf.len()` bytes.
     let n = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(Fail::Errno(last_errno()));
@@ -1258,7 +1259,7 @@ fn getxattr(p: &Path, k: u64) -> Result<(), Fail> {
 fn listxattr(p: &Path) -> Result<(), Fail> {
     let c = cpath(p);
     let mut buf = [0u8; 4096];
-    // Safe because the path is NUL-terminated and `buf` is valid for `buf.len()` bytes.
+    // SAFETY: safe because the path is NUL-terminated and `buf` is valid for `buf.len()` bytes.
     let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(Fail::Errno(last_errno()));

@@ -357,8 +357,8 @@ fn daemonize(plan: &Plan, log: Option<File>) -> Result<(), String> {
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     single_threaded()?;
-    // Safe because the process has exactly one thread (checked just above), so the child is a
-    // complete copy with no lock held by a thread that would not exist in it, and it goes on
+    // SAFETY: safe because the process has exactly one thread (checked just above), so the child is
+    // a complete copy with no lock held by a thread that would not exist in it, and it goes on
     // running ordinary Rust code; nothing is shared with the parent but inherited fds.
     let pid = unsafe { libc::fork() };
     match pid {

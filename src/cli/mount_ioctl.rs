@@ -18,8 +18,8 @@ pub fn ask(path: &Path, cmd: u32, buf: &mut [u8], what: &str) -> Result<(), Stri
         ));
     }
     let f = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    // Safe because the ioctl's number encodes its size, so the kernel reads and writes at most
-    // `size` bytes at the pointer, `buf` is exactly that long (checked above) and outlives the
+    // SAFETY: safe because the ioctl's number encodes its size, so the kernel reads and writes at
+    // most `size` bytes at the pointer, `buf` is exactly that long (checked above) and outlives the
     // call, and the fd is open for the whole call.
     let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong, buf.as_mut_ptr()) };
     if r < 0 {

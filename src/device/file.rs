@@ -236,9 +236,9 @@ impl FileDevice {
     fn pwritev(&self, iovs: &[libc::iovec], offset: u64) -> io::Result<usize> {
         let off = to_off_t(offset)?;
         loop {
-            // Safe because every iovec is a slice the caller of `write_slices` borrows for the
-            // whole call (its pointer and length come from that slice); pwritev only
-            // reads that memory; and `iovs.len()` is at most IOV_MAX, so it fits a c_int.
+            // SAFETY: safe because every iovec is a slice the caller of `write_slices` borrows for
+            // the whole call (its pointer and length come from that slice); pwritev only reads that
+            // memory; and `iovs.len()` is at most IOV_MAX, so it fits a c_int.
             let n = unsafe {
                 libc::pwritev(self.raw_fd(), iovs.as_ptr(), iovs.len() as libc::c_int, off)
             };
@@ -258,15 +258,15 @@ impl FileDevice {
         match self.medium {
             Medium::BlockDevice => {
                 let range = [offset, len];
-                // Safe because BLKDISCARD reads two u64s (start, length) from `range`, which
-                // lives on this stack frame for the whole call, and writes no memory.
+                // SAFETY: safe because BLKDISCARD reads two u64s (start, length) from `range`,
+                // which lives on this stack frame for the whole call, and writes no memory.
                 cvt(unsafe { libc::ioctl(self.raw_fd(), blk::BLKDISCARD, range.as_ptr()) })
             }
             Medium::ImageFile => {
                 let (off, len) = (to_off_t(offset)?, to_off_t(len)?);
                 let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
                 loop {
-                    // Safe because fallocate only takes integers and an fd we own.
+                    // SAFETY: safe because fallocate only takes integers and an fd we own.
                     match cvt(unsafe { libc::fallocate(self.raw_fd(), mode, off, len) }) {
                         Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                         r => return r,
@@ -466,7 +466,7 @@ fn no_o_direct(path: &Path) -> io::Error {
 
 /// Makes sure the kernel kept `O_DIRECT` on the open file description.
 fn check_o_direct(file: &File, path: &Path) -> io::Result<()> {
-    // Safe because F_GETFL only reads the status flags of a descriptor we own.
+    // SAFETY: safe because F_GETFL only reads the status flags of a descriptor we own.
     let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
     if flags < 0 {
         let e = io::Error::last_os_error();
@@ -488,11 +488,11 @@ fn block_geometry(file: &File, path: &Path) -> io::Result<(u32, u64)> {
     let ioctl_err =
         |name: &str, e: io::Error| path_err(e.kind(), path, format_args!("{name}: {e}"));
     let mut lbs: libc::c_int = 0;
-    // Safe because BLKSSZGET writes one c_int into `lbs`, which outlives the call.
+    // SAFETY: safe because BLKSSZGET writes one c_int into `lbs`, which outlives the call.
     cvt(unsafe { libc::ioctl(fd, blk::BLKSSZGET, &mut lbs as *mut libc::c_int) })
         .map_err(|e| ioctl_err("BLKSSZGET", e))?;
     let mut bytes: u64 = 0;
-    // Safe because BLKGETSIZE64 writes one u64 into `bytes`, which outlives the call.
+    // SAFETY: safe because BLKGETSIZE64 writes one u64 into `bytes`, which outlives the call.
     cvt(unsafe { libc::ioctl(fd, blk::BLKGETSIZE64, &mut bytes as *mut u64) })
         .map_err(|e| ioctl_err("BLKGETSIZE64", e))?;
     let align = u32::try_from(lbs)
@@ -537,10 +537,10 @@ fn image_align(file: &File, path: &Path) -> io::Result<u32> {
 
 /// `(stx_dio_offset_align, stx_dio_mem_align)`, if the kernel reports them for `file`.
 fn dio_align(file: &File) -> Option<(u32, u32)> {
-    // Safe because `statx` is plain old data, for which all-zero bytes are a valid value.
+    // SAFETY: safe because `statx` is plain old data, for which all-zero bytes are a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // Safe because the path is a NUL-terminated empty string (AT_EMPTY_PATH: the fd itself is
-    // examined) and the kernel writes at most one `statx` into `stx`, which outlives the call.
+    // SAFETY: safe because the path is a NUL-terminated empty string (AT_EMPTY_PATH: the fd itself
+    // is examined) and the kernel writes at most one `statx` into `stx`, which outlives the call.
     let r = unsafe {
         libc::statx(
             file.as_raw_fd(),
@@ -562,7 +562,7 @@ fn lock_image(file: &File, path: &Path, read_only: bool) -> io::Result<()> {
         libc::LOCK_EX
     };
     loop {
-        // Safe because flock only takes a descriptor we own and an integer.
+        // SAFETY: safe because flock only takes a descriptor we own and an integer.
         match cvt(unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) }) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,

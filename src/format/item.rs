@@ -6,9 +6,12 @@
 //! (dir,   DIRENT,   name hash)        DirEntries: [ino u64 | cookie u64 | kind u8 | len u8 | name]*
 //!                                     (all names of this directory with this 64-bit hash)
 //! (dir,   DIRINDEX, cookie)           ino u64 | kind u8 | len u8 | name  (readdir order)
+//!                                     kind: 1 file, 2 directory, 3 symlink, 4 fifo, 5 socket,
+//!                                     6 character device, 7 block device
 //! (ino,   XATTR,    name hash)        [name len u8 | value len u16 | name | value]*
 //! (ino,   EXTENT,   file block)       ExtentItem (below)
-//! (ino,   SYMLINK,  0)                the target bytes
+//! (ino,   SYMLINK,  part)             the target bytes, in parts 0, 1, ... of at most
+//!                                     `max_item_value` bytes each
 //! (0,     ORPHAN,   ino)              empty: ino has no links left and is deleted at next mount
 //! (ino,   UNWRITTEN, file block)      blocks u64: a run of file blocks reserved by fallocate and
 //!                                     never written (reads see zeros; no device blocks yet)
@@ -37,7 +40,9 @@
 //! ```
 
 use super::codec::{Dec, Enc};
+use super::node::max_item_value;
 use super::posix::{FileKind, Timespec};
+use super::MIN_BLOCK_SIZE;
 use crate::error::Result;
 
 pub const KIND_INODE: u8 = 1;
@@ -54,7 +59,69 @@ pub const OBJECT_FS: u64 = 0;
 /// First cookie handed to real entries; 1 and 2 are "." and "..".
 pub const FIRST_COOKIE: u64 = 3;
 
+/// A time inside an item: seconds, then nanoseconds.
+pub const TIME_SEC_OFF: usize = 0;
+pub const TIME_NSEC_OFF: usize = TIME_SEC_OFF + 8;
+pub const TIME_SIZE: usize = TIME_NSEC_OFF + 4;
+
+/// Field offsets inside an `InodeItem`, as in the byte map above; each follows the one before.
+pub const INODE_MODE_OFF: usize = 0;
+pub const INODE_UID_OFF: usize = INODE_MODE_OFF + 4;
+pub const INODE_GID_OFF: usize = INODE_UID_OFF + 4;
+pub const INODE_NLINK_OFF: usize = INODE_GID_OFF + 4;
+pub const INODE_SIZE_OFF: usize = INODE_NLINK_OFF + 4;
+pub const INODE_BLOCKS_OFF: usize = INODE_SIZE_OFF + 8;
+pub const INODE_RDEV_OFF: usize = INODE_BLOCKS_OFF + 8;
+pub const INODE_FLAGS_OFF: usize = INODE_RDEV_OFF + 4;
+pub const INODE_ATIME_OFF: usize = INODE_FLAGS_OFF + 4;
+pub const INODE_MTIME_OFF: usize = INODE_ATIME_OFF + TIME_SIZE;
+pub const INODE_CTIME_OFF: usize = INODE_MTIME_OFF + TIME_SIZE;
+pub const INODE_CRTIME_OFF: usize = INODE_CTIME_OFF + TIME_SIZE;
+pub const INODE_PARENT_OFF: usize = INODE_CRTIME_OFF + TIME_SIZE;
+pub const INODE_NEXT_COOKIE_OFF: usize = INODE_PARENT_OFF + 8;
+pub const INODE_RESERVED_OFF: usize = INODE_NEXT_COOKIE_OFF + 8;
 pub const INODE_ITEM_SIZE: usize = 112;
+
+/// Offsets inside one entry of a DIRENT bucket; the name fills the rest of the entry.
+pub const DIRENT_INO_OFF: usize = 0;
+pub const DIRENT_COOKIE_OFF: usize = DIRENT_INO_OFF + 8;
+pub const DIRENT_KIND_OFF: usize = DIRENT_COOKIE_OFF + 8;
+pub const DIRENT_NAME_LEN_OFF: usize = DIRENT_KIND_OFF + 1;
+pub const DIRENT_NAME_OFF: usize = DIRENT_NAME_LEN_OFF + 1;
+
+/// Offsets inside a DIRINDEX item (its cookie is the key's offset); the name fills the rest.
+pub const DIRINDEX_INO_OFF: usize = 0;
+pub const DIRINDEX_KIND_OFF: usize = DIRINDEX_INO_OFF + 8;
+pub const DIRINDEX_NAME_LEN_OFF: usize = DIRINDEX_KIND_OFF + 1;
+pub const DIRINDEX_NAME_OFF: usize = DIRINDEX_NAME_LEN_OFF + 1;
+
+/// Offsets inside one entry of an XATTR bucket; the name, then the value, fill the rest.
+pub const XATTR_NAME_LEN_OFF: usize = 0;
+pub const XATTR_VALUE_LEN_OFF: usize = XATTR_NAME_LEN_OFF + 1;
+pub const XATTR_NAME_OFF: usize = XATTR_VALUE_LEN_OFF + 2;
+
+/// Field offsets inside an `ExtentItem`; the crc array starts at `EXTENT_CRCS_OFF` or, when
+/// the item has a second copy, at `EXTENT_CRCS_WITH_COPY_OFF`.
+pub const EXTENT_DISK_START_OFF: usize = 0;
+pub const EXTENT_BLOCKS_OFF: usize = EXTENT_DISK_START_OFF + 8;
+pub const EXTENT_BIRTH_GEN_OFF: usize = EXTENT_BLOCKS_OFF + 4;
+pub const EXTENT_CRCS_OFF: usize = EXTENT_BIRTH_GEN_OFF + 8;
+pub const EXTENT_COPY_START_OFF: usize = EXTENT_BIRTH_GEN_OFF + 8;
+pub const EXTENT_CRCS_WITH_COPY_OFF: usize = EXTENT_COPY_START_OFF + 8;
+
+/// An UNWRITTEN item: one u64 block count.
+pub const BLOCK_COUNT_SIZE: usize = 8;
+
+const _: () = assert!(INODE_RESERVED_OFF + 8 == INODE_ITEM_SIZE);
+const _: () = assert!(TIME_SIZE == 12);
+const _: () = assert!(EXTENT_CRCS_OFF == 20 && EXTENT_CRCS_WITH_COPY_OFF == 28);
+// Every item kind fits a leaf of the smallest block size: an inode, a block count, a one-block
+// extent with its second copy, and a bucket entry with the longest name a u8 length allows.
+const _: () = assert!(INODE_ITEM_SIZE <= max_item_value(MIN_BLOCK_SIZE));
+const _: () = assert!(BLOCK_COUNT_SIZE <= max_item_value(MIN_BLOCK_SIZE));
+const _: () = assert!(EXTENT_CRCS_WITH_COPY_OFF + 4 <= max_item_value(MIN_BLOCK_SIZE));
+const _: () = assert!(DIRENT_NAME_OFF + u8::MAX as usize <= max_item_value(MIN_BLOCK_SIZE));
+const _: () = assert!(XATTR_NAME_OFF + u8::MAX as usize <= max_item_value(MIN_BLOCK_SIZE));
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InodeItem {
@@ -321,7 +388,7 @@ impl ExtentItem {
     /// Most blocks one extent item may map for a block size (its crc array, and a copy's
     /// start, must fit an item).
     pub fn max_blocks(block_size: u32) -> usize {
-        ((super::node::max_item_value(block_size) - 28) / 4).min(256)
+        ((max_item_value(block_size) - EXTENT_CRCS_WITH_COPY_OFF) / 4).min(256)
     }
     /// The device block holding copy `copy` (0: first, 1: second) of the extent's block `i`.
     pub fn block_of(&self, copy: usize, i: u64) -> Option<u64> {
@@ -345,7 +412,7 @@ impl ExtentItem {
         std::iter::once((self.disk_start, n)).chain(self.copy_start.map(|c| (c, n)))
     }
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::with_capacity(28 + 4 * self.crcs.len());
+        let mut e = Enc::with_capacity(EXTENT_CRCS_WITH_COPY_OFF + 4 * self.crcs.len());
         debug_assert!(self.crcs.len() < EXTENT_HAS_COPY as usize);
         let flag = if self.copy_start.is_some() {
             EXTENT_HAS_COPY
@@ -411,7 +478,7 @@ impl ExtentItem {
 
 /// The UNWRITTEN items: a block count, never zero.
 pub fn encode_block_count(n: u64) -> Vec<u8> {
-    let mut e = Enc::with_capacity(8);
+    let mut e = Enc::with_capacity(BLOCK_COUNT_SIZE);
     e.u64(n);
     e.buf
 }

@@ -69,4 +69,6 @@ pub fn valid_block_size(bs: u32) -> bool {
 }
 
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod tests;

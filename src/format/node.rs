@@ -24,14 +24,57 @@
 
 use super::codec::{Dec, Enc};
 use super::ptr::{BlockNo, BlockPtr, BLOCK_PTR_SIZE};
+use super::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use crate::error::{Error, Result};
 
 pub const NODE_MAGIC: u32 = u32::from_le_bytes(*b"SFND");
+
+/// Field offsets inside a node header, as in the byte map above; each follows the one before.
+pub const NODE_MAGIC_OFF: usize = 0;
+pub const NODE_CRC_OFF: usize = NODE_MAGIC_OFF + 4;
+pub const NODE_UUID_OFF: usize = NODE_CRC_OFF + 4;
+pub const NODE_BLOCKNR_OFF: usize = NODE_UUID_OFF + 16;
+pub const NODE_GENERATION_OFF: usize = NODE_BLOCKNR_OFF + 8;
+pub const NODE_OWNER_OFF: usize = NODE_GENERATION_OFF + 8;
+pub const NODE_LEVEL_OFF: usize = NODE_OWNER_OFF + 8;
+/// The zero byte between the level and the item count.
+pub const NODE_RESERVED_BYTE_OFF: usize = NODE_LEVEL_OFF + 1;
+pub const NODE_NITEMS_OFF: usize = NODE_RESERVED_BYTE_OFF + 1;
+pub const NODE_USED_OFF: usize = NODE_NITEMS_OFF + 2;
+/// The zero bytes that end the header.
+pub const NODE_RESERVED_OFF: usize = NODE_USED_OFF + 4;
+const NODE_RESERVED_LEN: usize = 8;
 pub const NODE_HEADER_SIZE: usize = 64;
+
+/// Field offsets inside a key; each follows the one before.
+pub const KEY_OBJECT_OFF: usize = 0;
+pub const KEY_KIND_OFF: usize = KEY_OBJECT_OFF + 8;
+pub const KEY_OFFSET_OFF: usize = KEY_KIND_OFF + 1;
 pub const KEY_SIZE: usize = 17;
+
+/// Offsets inside a leaf entry: the key, then the value's length, then the value.
+pub const LEAF_VALUE_LEN_OFF: usize = KEY_SIZE;
+pub const LEAF_VALUE_OFF: usize = LEAF_VALUE_LEN_OFF + 2;
 pub const LEAF_ENTRY_OVERHEAD: usize = KEY_SIZE + 2;
+/// Offsets inside an inner entry: the key (the smallest of the child), then the pointer.
+pub const INNER_PTR_OFF: usize = KEY_SIZE;
 pub const INNER_ENTRY_SIZE: usize = KEY_SIZE + BLOCK_PTR_SIZE;
-const NODE_CRC_OFFSET: usize = 4;
+
+const _: () = assert!(NODE_RESERVED_OFF + NODE_RESERVED_LEN == NODE_HEADER_SIZE);
+const _: () = assert!(KEY_OFFSET_OFF + 8 == KEY_SIZE);
+const _: () = assert!(LEAF_VALUE_OFF == LEAF_ENTRY_OVERHEAD);
+const _: () = assert!(INNER_PTR_OFF + BLOCK_PTR_SIZE == INNER_ENTRY_SIZE);
+// The smallest node can still split in two: it holds two of the largest leaf entries, or two
+// inner entries.
+const _: () = assert!(
+    2 * (LEAF_ENTRY_OVERHEAD + max_item_value(MIN_BLOCK_SIZE)) <= node_capacity(MIN_BLOCK_SIZE)
+);
+const _: () = assert!(2 * INNER_ENTRY_SIZE <= node_capacity(MIN_BLOCK_SIZE));
+// The header's u16 item count and a leaf entry's u16 value length hold whatever the largest
+// node can carry (encode_leaf and node_header narrow them with `as u16`).
+const _: () = assert!(node_capacity(MAX_BLOCK_SIZE) / LEAF_ENTRY_OVERHEAD <= u16::MAX as usize);
+const _: () = assert!(max_item_value(MAX_BLOCK_SIZE) <= u16::MAX as usize);
+
 /// The only tree in format v1: all filesystem metadata.
 pub const TREE_FS: u64 = 1;
 
@@ -92,12 +135,12 @@ pub struct NodeIdentity {
 
 /// Largest value a leaf item may carry: half a node, so that any node that overflows by one
 /// item can always be split into two that fit.
-pub fn max_item_value(block_size: u32) -> usize {
+pub const fn max_item_value(block_size: u32) -> usize {
     (block_size as usize - NODE_HEADER_SIZE) / 2 - LEAF_ENTRY_OVERHEAD
 }
 
 /// Bytes available for entries in one node.
-pub fn node_capacity(block_size: u32) -> usize {
+pub const fn node_capacity(block_size: u32) -> usize {
     block_size as usize - NODE_HEADER_SIZE
 }
 
@@ -160,7 +203,11 @@ fn node_header(
         .u64(blocknr.0)
         .u64(generation)
         .u64(TREE_FS);
-    e.u8(level).u8(0).u16(nitems as u16).u32(0).zeros(8);
+    e.u8(level)
+        .u8(0)
+        .u16(nitems as u16)
+        .u32(0)
+        .zeros(NODE_RESERVED_LEN);
     debug_assert_eq!(e.len(), NODE_HEADER_SIZE);
     e
 }
@@ -172,10 +219,10 @@ fn finish_node(id: &NodeIdentity, mut e: Enc) -> (Vec<u8>, u32) {
         used <= bs,
         "node overflow: {used} bytes in a {bs}-byte block"
     );
-    e.buf[52..56].copy_from_slice(&(used as u32).to_le_bytes());
+    e.buf[NODE_USED_OFF..NODE_USED_OFF + 4].copy_from_slice(&(used as u32).to_le_bytes());
     e.zeros(bs - used);
     let crc = crc32c::crc32c(&e.buf);
-    e.buf[NODE_CRC_OFFSET..NODE_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    e.buf[NODE_CRC_OFF..NODE_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
     (e.buf, crc)
 }
 
@@ -191,7 +238,7 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
         )));
     }
     let mut copy = bytes.to_vec();
-    copy[NODE_CRC_OFFSET..NODE_CRC_OFFSET + 4].fill(0);
+    copy[NODE_CRC_OFF..NODE_CRC_OFF + 4].fill(0);
     let crc = crc32c::crc32c(&copy);
     if crc != ptr.crc {
         return Err(Error::Checksum {
@@ -248,7 +295,7 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
     d.u8()?;
     let nitems = d.u16()? as usize;
     let used = d.u32()? as usize;
-    d.bytes(8)?;
+    d.bytes(NODE_RESERVED_LEN)?;
     if !(NODE_HEADER_SIZE..=bs).contains(&used) {
         return d.corrupt(format_args!("block {} used {used}", ptr.addr));
     }

@@ -12,6 +12,15 @@
 use super::codec::{Dec, Enc};
 use crate::error::Result;
 
+/// Field offsets inside a `BlockPtr`, as in the byte map above; each follows the one before.
+pub const PTR_ADDR_OFF: usize = 0;
+pub const PTR_COPY_ADDR_OFF: usize = PTR_ADDR_OFF + 8;
+pub const PTR_BIRTH_GEN_OFF: usize = PTR_COPY_ADDR_OFF + 8;
+pub const PTR_CRC_OFF: usize = PTR_BIRTH_GEN_OFF + 8;
+pub const PTR_RESERVED_OFF: usize = PTR_CRC_OFF + 4;
+pub const BLOCK_PTR_SIZE: usize = 32;
+const _: () = assert!(PTR_RESERVED_OFF + 4 == BLOCK_PTR_SIZE);
+
 /// A block number on the device, in units of the filesystem block size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct BlockNo(pub u64);
@@ -36,8 +45,6 @@ pub struct BlockPtr {
     pub birth_gen: u64,
     pub crc: u32,
 }
-
-pub const BLOCK_PTR_SIZE: usize = 32;
 
 impl BlockPtr {
     pub fn encode(&self, e: &mut Enc) {

@@ -32,13 +32,42 @@
 //! ```
 
 use super::codec::{Dec, Enc};
+use super::node::max_item_value;
+use super::MIN_BLOCK_SIZE;
 use crate::error::Result;
 
 /// Key offsets of the two SCRUB items (under `OBJECT_FS`).
 pub const SCRUB_CURRENT: u64 = 0;
 pub const SCRUB_LAST: u64 = 1;
-pub const SCRUB_ITEM_SIZE: usize = 128;
 pub const SCRUB_ITEM_VERSION: u8 = 1;
+
+/// Field offsets inside a `ScrubItem`, as in the byte map above; each follows the one before.
+pub const SCRUB_VERSION_OFF: usize = 0;
+pub const SCRUB_STATE_OFF: usize = SCRUB_VERSION_OFF + 1;
+/// A zero u16, then a zero u32: they bring `id` to offset 8.
+pub const SCRUB_RESERVED_U16_OFF: usize = SCRUB_STATE_OFF + 1;
+pub const SCRUB_RESERVED_U32_OFF: usize = SCRUB_RESERVED_U16_OFF + 2;
+pub const SCRUB_ID_OFF: usize = SCRUB_RESERVED_U32_OFF + 4;
+pub const SCRUB_POSITION_OFF: usize = SCRUB_ID_OFF + 8;
+pub const SCRUB_SUBTREE_OFF: usize = SCRUB_POSITION_OFF + 8;
+pub const SCRUB_LIMIT_OFF: usize = SCRUB_SUBTREE_OFF + 8;
+pub const SCRUB_STARTED_OFF: usize = SCRUB_LIMIT_OFF + 8;
+pub const SCRUB_FINISHED_OFF: usize = SCRUB_STARTED_OFF + 8;
+pub const SCRUB_ELAPSED_MS_OFF: usize = SCRUB_FINISHED_OFF + 8;
+pub const SCRUB_BYTES_READ_OFF: usize = SCRUB_ELAPSED_MS_OFF + 8;
+pub const SCRUB_DATA_BLOCKS_OFF: usize = SCRUB_BYTES_READ_OFF + 8;
+pub const SCRUB_METADATA_NODES_OFF: usize = SCRUB_DATA_BLOCKS_OFF + 8;
+pub const SCRUB_METADATA_COPIES_OFF: usize = SCRUB_METADATA_NODES_OFF + 8;
+pub const SCRUB_CORRECTED_OFF: usize = SCRUB_METADATA_COPIES_OFF + 8;
+pub const SCRUB_UNCORRECTABLE_OFF: usize = SCRUB_CORRECTED_OFF + 8;
+/// The zero bytes that end the item.
+pub const SCRUB_RESERVED_TAIL_OFF: usize = SCRUB_UNCORRECTABLE_OFF + 8;
+const SCRUB_RESERVED_TAIL_LEN: usize = 16;
+pub const SCRUB_ITEM_SIZE: usize = 128;
+
+const _: () = assert!(SCRUB_RESERVED_TAIL_OFF + SCRUB_RESERVED_TAIL_LEN == SCRUB_ITEM_SIZE);
+// The item fits a leaf of the smallest block size.
+const _: () = assert!(SCRUB_ITEM_SIZE <= max_item_value(MIN_BLOCK_SIZE));
 
 /// Where a scrub is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +148,7 @@ impl ScrubItem {
         e.u64(self.elapsed_ms).u64(self.bytes_read);
         e.u64(self.data_blocks).u64(self.metadata_nodes);
         e.u64(self.metadata_copies).u64(self.corrected);
-        e.u64(self.uncorrectable).zeros(16);
+        e.u64(self.uncorrectable).zeros(SCRUB_RESERVED_TAIL_LEN);
         debug_assert_eq!(e.len(), SCRUB_ITEM_SIZE);
         e.buf
     }
@@ -176,7 +205,7 @@ impl ScrubItem {
         let (data_blocks, metadata_nodes) = (d.u64()?, d.u64()?);
         let (metadata_copies, corrected) = (d.u64()?, d.u64()?);
         let uncorrectable = d.u64()?;
-        if d.bytes(16)?.iter().any(|&b| b != 0) {
+        if d.bytes(SCRUB_RESERVED_TAIL_LEN)?.iter().any(|&b| b != 0) {
             return d.corrupt("reserved bytes are not zero");
         }
         Ok(ScrubItem {

@@ -28,14 +28,42 @@
 //! ```
 
 use super::codec::{Dec, Enc};
-use super::ptr::{BlockNo, BlockPtr};
+use super::ptr::{BlockNo, BlockPtr, BLOCK_PTR_SIZE};
 use super::{valid_block_size, FORMAT_VERSION, RESERVED_BYTES};
 use crate::error::{Error, Result};
 
 pub const SB_MAGIC: [u8; 8] = *b"STABLEFS";
 pub const SB_SIZE: usize = 4096;
+/// Where on the device each slot starts.
 pub const SB_SLOT_OFFSETS: [u64; 2] = [0, 64 * 1024];
-const SB_CRC_OFFSET: usize = 8;
+
+/// Field offsets inside a slot, as in the byte map above; each follows the one before.
+pub const SB_MAGIC_OFF: usize = 0;
+pub const SB_CRC_OFF: usize = SB_MAGIC_OFF + SB_MAGIC.len();
+pub const SB_VERSION_OFF: usize = SB_CRC_OFF + 4;
+pub const SB_COMPAT_OFF: usize = SB_VERSION_OFF + 4;
+pub const SB_RO_COMPAT_OFF: usize = SB_COMPAT_OFF + 8;
+pub const SB_INCOMPAT_OFF: usize = SB_RO_COMPAT_OFF + 8;
+pub const SB_UUID_OFF: usize = SB_INCOMPAT_OFF + 8;
+pub const SB_BLOCK_SIZE_OFF: usize = SB_UUID_OFF + 16;
+/// The `slot` field: which slot this copy was written to (not where: `SB_SLOT_OFFSETS`).
+pub const SB_SLOT_OFF: usize = SB_BLOCK_SIZE_OFF + 4;
+pub const SB_TOTAL_BLOCKS_OFF: usize = SB_SLOT_OFF + 4;
+pub const SB_GENERATION_OFF: usize = SB_TOTAL_BLOCKS_OFF + 8;
+pub const SB_ROOT_OFF: usize = SB_GENERATION_OFF + 8;
+pub const SB_ROOT_LEVEL_OFF: usize = SB_ROOT_OFF + BLOCK_PTR_SIZE;
+pub const SB_FLAGS_OFF: usize = SB_ROOT_LEVEL_OFF + 1;
+pub const SB_RESERVED_OFF: usize = SB_FLAGS_OFF + 1;
+pub const SB_NEXT_INO_OFF: usize = SB_RESERVED_OFF + SB_RESERVED_LEN;
+pub const SB_USED_BLOCKS_OFF: usize = SB_NEXT_INO_OFF + 8;
+pub const SB_INODE_COUNT_OFF: usize = SB_USED_BLOCKS_OFF + 8;
+pub const SB_CREATED_OFF: usize = SB_INODE_COUNT_OFF + 8;
+pub const SB_COMMITTED_OFF: usize = SB_CREATED_OFF + 8;
+pub const SB_LABEL_OFF: usize = SB_COMMITTED_OFF + 8;
+pub const SB_FIRST_BLOCK_OFF: usize = SB_LABEL_OFF + LABEL_MAX;
+/// The zero bytes between the flags and `next_ino` (which they bring to an 8-aligned offset).
+const SB_RESERVED_LEN: usize = 6;
+/// Bytes of a slot that hold fields; the rest, up to `SB_SIZE`, is zero.
 const SB_USED: usize = 232;
 pub const LABEL_MAX: usize = 64;
 /// Deepest tree we accept (a tree of 4 KiB nodes that deep would address far more than 2^64
@@ -60,7 +88,12 @@ pub const FEATURE_RO_COMPAT_KNOWN: u64 = FEATURE_RO_COMPAT_METADATA_DUP;
 pub const FEATURE_INCOMPAT_DATA_COPIES: u64 = 1;
 pub const FEATURE_INCOMPAT_KNOWN: u64 = FEATURE_INCOMPAT_DATA_COPIES;
 
+const _: () = assert!(SB_FIRST_BLOCK_OFF + 8 == SB_USED);
 const _: () = assert!(SB_USED <= SB_SIZE);
+// The u64s after the reserved bytes are 8-aligned, as the map shows them.
+const _: () = assert!(SB_NEXT_INO_OFF % 8 == 0);
+// The two slots do not overlap, and both lie in the never-allocated start of the device.
+const _: () = assert!(SB_SLOT_OFFSETS[0] + SB_SIZE as u64 <= SB_SLOT_OFFSETS[1]);
 const _: () = assert!(SB_SLOT_OFFSETS[1] + SB_SIZE as u64 <= RESERVED_BYTES);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +142,7 @@ impl Superblock {
         e.bytes(&self.uuid).u32(self.block_size).u32(self.slot);
         e.u64(self.total_blocks).u64(self.generation);
         self.root.encode(&mut e);
-        e.u8(self.root_level).u8(self.flags).zeros(6);
+        e.u8(self.root_level).u8(self.flags).zeros(SB_RESERVED_LEN);
         e.u64(self.next_ino)
             .u64(self.used_blocks)
             .u64(self.inode_count);
@@ -118,7 +151,7 @@ impl Superblock {
         debug_assert_eq!(e.len(), SB_USED);
         e.zeros(SB_SIZE - SB_USED);
         let crc = crc32c::crc32c(&e.buf);
-        e.buf[SB_CRC_OFFSET..SB_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        e.buf[SB_CRC_OFF..SB_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
         e.buf
     }
 
@@ -135,7 +168,7 @@ impl Superblock {
             return d.corrupt(format_args!("{} bytes, need {SB_SIZE}", bytes.len()));
         }
         let mut copy = bytes[..SB_SIZE].to_vec();
-        copy[SB_CRC_OFFSET..SB_CRC_OFFSET + 4].fill(0);
+        copy[SB_CRC_OFF..SB_CRC_OFF + 4].fill(0);
         let crc = crc32c::crc32c(&copy);
         if crc != stored_crc {
             return d.corrupt(format_args!(
@@ -180,7 +213,7 @@ impl Superblock {
         if flags & !SB_FLAGS_KNOWN != 0 {
             return d.corrupt(format_args!("unknown flags {flags:#x}"));
         }
-        d.bytes(6)?;
+        d.bytes(SB_RESERVED_LEN)?;
         let next_ino = d.u64()?;
         let used_blocks = d.u64()?;
         let inode_count = d.u64()?;

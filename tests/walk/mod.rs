@@ -231,10 +231,10 @@ fn read_file(path: &Path, size: u64, w: &mut Walk, check: &mut DataCheck<'_>) {
 pub fn statvfs(path: &Path) -> libc::statvfs {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
-    // Safe because `s` is a plain C struct for which all zeros is a valid value, and `c` is a
-    // NUL-terminated string that outlives the call.
+    // SAFETY: safe because `s` is a plain C struct for which all zeros is a valid value, and `c` is
+    // a NUL-terminated string that outlives the call.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // Safe because both pointers are valid for the duration of the call.
+    // SAFETY: safe because both pointers are valid for the duration of the call.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
     assert_eq!(
         rc,
