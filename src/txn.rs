@@ -163,9 +163,13 @@ impl Meta {
                 }
                 Visit::Item { key, value } if key.kind == KIND_EXTENT => {
                     let e = ExtentItem::decode(value, first, total)?;
-                    claim(alloc, e.disk_start, e.len(), "file extent")?;
-                    if let Some(copy) = e.copy_start {
-                        claim(alloc, copy, e.len(), "second copy of a file extent")?;
+                    for (k, (start, len)) in e.runs().enumerate() {
+                        let what = if k == 0 {
+                            "file extent"
+                        } else {
+                            "second copy of a file extent"
+                        };
+                        claim(alloc, start, len, what)?;
                     }
                 }
                 Visit::Item { key, .. } if key.kind == KIND_INODE => {

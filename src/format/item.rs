@@ -40,6 +40,7 @@
 //! ```
 
 use super::codec::{Dec, Enc};
+use super::copies::Copies;
 use super::node::max_item_value;
 use super::posix::{FileKind, Timespec};
 use super::MIN_BLOCK_SIZE;
@@ -390,12 +391,34 @@ impl ExtentItem {
     pub fn max_blocks(block_size: u32) -> usize {
         ((max_item_value(block_size) - EXTENT_CRCS_WITH_COPY_OFF) / 4).min(256)
     }
-    /// The device block holding copy `copy` (0: first, 1: second) of the extent's block `i`.
-    pub fn block_of(&self, copy: usize, i: u64) -> Option<u64> {
-        match copy {
-            0 => Some(self.disk_start + i),
-            _ => self.copy_start.map(|c| c + i),
+    /// An extent of `crcs.len()` blocks whose copies start at `starts`, written by commit
+    /// `birth_gen`. The format holds one or two copies (see `Copies`).
+    pub fn new(starts: Copies, birth_gen: u64, crcs: Vec<u32>) -> ExtentItem {
+        debug_assert!(
+            starts.len() <= 2,
+            "the extent encoding holds at most two copies"
+        );
+        ExtentItem {
+            disk_start: starts.first(),
+            copy_start: starts.get(1),
+            birth_gen,
+            crcs,
         }
+    }
+    /// Where the copies of the extent's runs start, first copy first.
+    pub fn starts(&self) -> Copies {
+        match self.copy_start {
+            Some(c) => Copies::new(&[self.disk_start, c]).expect("two copies"),
+            None => Copies::one(self.disk_start),
+        }
+    }
+    /// Where the copies of the extent's block `i` are.
+    pub fn copies(&self, i: u64) -> Copies {
+        self.starts().offset(i)
+    }
+    /// The device block holding copy `copy` (0: first) of the extent's block `i`.
+    pub fn block_of(&self, copy: usize, i: u64) -> Option<u64> {
+        self.copies(i).get(copy)
     }
     /// The extent's blocks `[a, b)` (indices into it) as an extent of their own.
     pub fn slice(&self, a: usize, b: usize) -> ExtentItem {
@@ -406,10 +429,10 @@ impl ExtentItem {
             crcs: self.crcs[a..b].to_vec(),
         }
     }
-    /// Every device run the extent occupies: `(start, len)` of the first copy, then the second.
+    /// Every device run the extent occupies: `(start, len)` of each copy, first copy first.
     pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> {
-        let n = self.len();
-        std::iter::once((self.disk_start, n)).chain(self.copy_start.map(|c| (c, n)))
+        let (n, starts) = (self.len(), self.starts());
+        (0..starts.len()).map(move |k| (starts.get(k).expect("k < len"), n))
     }
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::with_capacity(EXTENT_CRCS_WITH_COPY_OFF + 4 * self.crcs.len());

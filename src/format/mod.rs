@@ -22,6 +22,7 @@
 //! All integers are little-endian (clippy denies the other encodings crate-wide).
 
 mod codec;
+pub mod copies;
 pub mod item;
 pub mod node;
 pub mod posix;
@@ -30,6 +31,7 @@ pub mod scrub;
 pub mod superblock;
 
 pub use codec::{Dec, Enc};
+pub use copies::{Copies, MAX_DATA_COPIES};
 pub use item::*;
 pub use node::*;
 pub use posix::*;

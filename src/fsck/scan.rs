@@ -366,7 +366,9 @@ impl Scan {
     fn check_data_copies(&mut self, dev: &dyn BlockDevice, f: &mut Findings) {
         let bs = u64::from(self.sb.block_size);
         for (ino, fb0, e) in std::mem::take(&mut self.copied) {
-            let Some(second) = e.copy_start else { continue };
+            let Some(second) = e.starts().get(1) else {
+                continue;
+            };
             let read = |start: u64| {
                 let mut buf = AlignedBuf::zeroed((e.len() * bs) as usize);
                 dev.read_at(start * bs, &mut buf).ok().map(|()| buf)
@@ -706,13 +708,13 @@ impl Scan {
         let e = ExtentItem::decode(v, 0, u64::MAX)?;
         let (first, total) = (self.sb.first_block, self.sb.total_blocks);
         let end = e.disk_start + e.len();
-        if e.copy_start.is_some() && self.sb.data_copies() != 2 {
+        if e.starts().len() as u64 > self.sb.data_copies() {
             return Err(Error::Corrupt(format!(
                 "extent at file block {} has a second copy but the filesystem has one data copy",
                 k.offset
             )));
         }
-        if let Some(copy) = e.copy_start {
+        for copy in e.starts().others() {
             let copy_end = copy + e.len();
             if copy < first || copy_end > total {
                 f.error(

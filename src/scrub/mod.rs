@@ -119,20 +119,22 @@ pub fn scrub(
                     Ok(e) => {
                         for (i, &crc) in e.crcs.iter().enumerate() {
                             let (ino, fb) = (key.object, key.offset + i as u64);
-                            let at = e.disk_start + i as u64;
-                            match e.copy_start.map(|c| c + i as u64) {
-                                None => checks.push((at, Check::Data { ino, fb, crc })),
-                                Some(second) => {
-                                    let copy = |copy, other| Check::DataCopy {
-                                        ino,
-                                        fb,
-                                        crc,
-                                        copy,
-                                        other,
-                                    };
-                                    checks.push((at, copy(1, second)));
-                                    checks.push((second, copy(2, at)));
-                                }
+                            let copies = e.copies(i as u64);
+                            if copies.len() == 1 {
+                                checks.push((copies.first(), Check::Data { ino, fb, crc }));
+                                continue;
+                            }
+                            // Each copy is checked on its own; a bad one heals from the next.
+                            for (k, at) in copies.iter().enumerate() {
+                                let other = copies.get((k + 1) % copies.len()).expect("k < len");
+                                let copy = Check::DataCopy {
+                                    ino,
+                                    fb,
+                                    crc,
+                                    copy: k as u8 + 1,
+                                    other,
+                                };
+                                checks.push((at, copy));
                             }
                         }
                     }

@@ -219,9 +219,8 @@ pub(crate) fn collect(
     }
     let max_run = max_run.max(1) as usize;
     for (ino, fb0, e) in extents {
-        let copies = [(e.disk_start, 1u8)]
-            .into_iter()
-            .chain(e.copy_start.map(|c| (c, 2u8)));
+        let starts = e.starts();
+        let copies = starts.iter().enumerate().map(|(k, s)| (s, k as u8 + 1));
         for (start, copy) in copies {
             count(start, e.len());
             let lo = from.max(start);

@@ -4,7 +4,7 @@
 use super::state::{DirtyBlock, State};
 use super::{ObjId, Owner};
 use crate::error::{Error, Result};
-use crate::format::{block_crc, ExtentItem, Key, KIND_EXTENT, KIND_UNWRITTEN};
+use crate::format::{block_crc, Copies, ExtentItem, Key, KIND_EXTENT, KIND_UNWRITTEN};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,32 +14,25 @@ pub enum Src {
     Hole,
     /// In memory (dirty or being written back): a copy of the bytes.
     Mem(Vec<u8>),
-    /// On the device at `addr` (and with `copies=2` also at `copy`, the same bytes), and must
-    /// hash to `crc`.
-    Disk {
-        addr: u64,
-        copy: Option<u64>,
-        crc: u32,
-    },
+    /// On the device, in every one of `copies` (the same bytes), and must hash to `crc`.
+    Disk { copies: Copies, crc: u32 },
 }
 
 impl Src {
     /// Where block `i` of extent `e` is.
     fn in_extent(e: &ExtentItem, i: u64) -> Src {
         Src::Disk {
-            addr: e.disk_start + i,
-            copy: e.block_of(1, i),
+            copies: e.copies(i),
             crc: e.crcs[i as usize],
         }
     }
 }
 
-/// A contiguous data write a commit issues: blocks for `disk_start..`, in order, and the same
-/// buffers again for `copy_start..` (`copies=2`).
+/// A contiguous data write a commit issues: the same blocks, in order, to the run of every
+/// copy (`starts`).
 pub struct WriteJob {
     pub obj: ObjId,
-    pub disk_start: u64,
-    pub copy_start: Option<u64>,
+    pub starts: Copies,
     pub blocks: Vec<(u64, Arc<DirtyBlock>)>,
 }
 
@@ -272,6 +265,38 @@ impl<E> State<E> {
         }
     }
 
+    /// Places a run of up to `run` blocks in every copy the filesystem keeps: the first near
+    /// the file's other blocks, each further one far away (`alloc_far_run`). If no free
+    /// extent holds that many blocks for a copy, the run is shortened to what it got (the
+    /// blocks given back were never referenced, so they are free at once). `ENOSPC` when a
+    /// copy finds no room at all.
+    fn alloc_copies(&mut self, run: u64) -> Result<(Copies, u64)> {
+        let Some((first, mut got)) = self.meta.alloc.alloc(run) else {
+            return Err(Error::Errno(libc::ENOSPC));
+        };
+        let mut starts = vec![first];
+        while (starts.len() as u64) < self.meta.sb.data_copies() {
+            match self.meta.alloc.alloc_far_run(first, got) {
+                Some((start, n)) => {
+                    for &s in &starts {
+                        self.meta.alloc.unalloc(s + n, got - n);
+                    }
+                    got = n;
+                    starts.push(start);
+                }
+                None => {
+                    for &s in &starts {
+                        self.meta.alloc.unalloc(s, got);
+                    }
+                    return Err(Error::Errno(libc::ENOSPC));
+                }
+            }
+        }
+        let starts = Copies::new(&starts)
+            .ok_or_else(|| Error::Corrupt("more data copies than the format holds".into()))?;
+        Ok((starts, got))
+    }
+
     /// Commit step 1 finished writing `jobs`: reads may now go to the device.
     pub fn finish_writeback(&mut self, jobs: &[WriteJob]) {
         for job in jobs {
@@ -350,32 +375,11 @@ impl<E: Owner> State<E> {
             while run < p.max_ext && blocks.contains_key(&(fb0 + run)) {
                 run += 1;
             }
-            let Some((disk, mut got)) = self.meta.alloc.alloc(run) else {
-                return Err(Error::Errno(libc::ENOSPC));
-            };
-            // copies=2: a second run of the same length, far away; if no free extent holds
-            // that many blocks the run is shortened to what the second copy got (the blocks
-            // given back were never referenced, so they are free at once).
-            let copy_start = if self.meta.sb.data_copies() == 2 {
-                match self.meta.alloc.alloc_far_run(disk, got) {
-                    Some((copy, n)) => {
-                        self.meta.alloc.unalloc(disk + n, got - n);
-                        got = n;
-                        Some(copy)
-                    }
-                    None => {
-                        self.meta.alloc.unalloc(disk, got);
-                        return Err(Error::Errno(libc::ENOSPC));
-                    }
-                }
-            } else {
-                None
-            };
+            let (starts, got) = self.alloc_copies(run)?;
             *mapped -= self.punch(obj, fb0, fb0 + got)? as i64;
             let mut job = WriteJob {
                 obj,
-                disk_start: disk,
-                copy_start,
+                starts,
                 blocks: Vec::with_capacity(got as usize),
             };
             let mut crcs = Vec::with_capacity(got as usize);
@@ -386,12 +390,7 @@ impl<E: Owner> State<E> {
                 crcs.push(crc);
                 job.blocks.push((fb, Arc::new(d)));
             }
-            let item = ExtentItem {
-                disk_start: disk,
-                copy_start,
-                birth_gen: p.generation,
-                crcs,
-            };
+            let item = ExtentItem::new(starts, p.generation, crcs);
             self.meta
                 .tree
                 .insert(Key::new(obj, KIND_EXTENT, fb0), item.encode())?;

@@ -119,12 +119,13 @@ impl<E: Owner> Store<E> {
             let mut st = self.lock();
             let other = match st.extent_at(obj, fb) {
                 Ok(Some((start, e))) if e.crcs[(fb - start) as usize] == crc => {
-                    let i = fb - start;
-                    let first = e.disk_start + i;
-                    let second = e.copy_start.map(|c| c + i);
-                    match copy {
-                        1 if first == block => Some(second),
-                        2 if second == Some(block) => Some(Some(first)),
+                    // Still this copy of this block: the copy to heal from is the other one
+                    // (`None`: the block has no other copy).
+                    let copies = e.copies(fb - start);
+                    match copies.position(block) {
+                        Some(k) if k + 1 == usize::from(copy) => {
+                            copies.iter().find(|&a| a != block).map(Some).or(Some(None))
+                        }
                         _ => None,
                     }
                 }

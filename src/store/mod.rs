@@ -543,7 +543,7 @@ impl<E: Owner> Store<E> {
         for job in jobs {
             let segments = job_segments(job);
             let bytes = job.blocks.len() as u64 * u64::from(self.bs);
-            for start in std::iter::once(job.disk_start).chain(job.copy_start) {
+            for start in job.starts.iter() {
                 if let Err(e) = self.dev.write_slices(start * u64::from(self.bs), &segments) {
                     return Err(self.write_failed(e.into()));
                 }

@@ -6,7 +6,7 @@ use super::extents::Src;
 use super::{ObjId, Owner, Store, MAX_RUN_BYTES};
 use crate::device::AlignedBuf;
 use crate::error::{errno, Error, Result};
-use crate::format::block_crc;
+use crate::format::{block_crc, Copies};
 use std::sync::atomic::Ordering;
 
 /// The device blocks of a read plan, read in runs of consecutive addresses and verified.
@@ -25,7 +25,7 @@ impl DiskRuns {
 impl<E: Owner> Store<E> {
     /// Reads the `Src::Disk` blocks of `plan` (consecutive addresses in one I/O) and verifies
     /// each against its crc. A block whose first copy fails (crc or device error) is served
-    /// from its second copy (`copies=2`) and its first copy rewritten (`second_copy`).
+    /// from another copy (`copies=2`) and its first copy rewritten (`other_copies`).
     /// Called without the state lock, with `io_gate` held (shared) since `plan` was made under
     /// the state lock: the repair write relies on that (see `repair_data_copy`).
     pub fn read_verified(&self, obj: ObjId, first_fb: u64, plan: &[Src]) -> Result<DiskRuns> {
@@ -36,13 +36,14 @@ impl<E: Owner> Store<E> {
         };
         let mut i = 0;
         while i < plan.len() {
-            let Src::Disk { addr, .. } = plan[i] else {
+            let Src::Disk { copies, .. } = plan[i] else {
                 i += 1;
                 continue;
             };
+            let addr = copies.first();
             let mut j = i + 1;
             while j < plan.len()
-                && matches!(plan[j], Src::Disk { addr: a, .. } if a == addr + (j - i) as u64)
+                && matches!(plan[j], Src::Disk { copies: c, .. } if c.first() == addr + (j - i) as u64)
             {
                 j += 1;
             }
@@ -60,7 +61,7 @@ impl<E: Owner> Store<E> {
                     .fetch_add(1, Ordering::Relaxed);
                 let has_copies = plan[i..j]
                     .iter()
-                    .all(|p| matches!(p, Src::Disk { copy: Some(_), .. }));
+                    .all(|p| matches!(p, Src::Disk { copies, .. } if copies.len() > 1));
                 if !has_copies {
                     log::error!("device read error at block {addr} (inode {obj}): {e}");
                     self.run_pool.put(buf);
@@ -76,9 +77,10 @@ impl<E: Owner> Store<E> {
                     .fetch_add(len as u64, Ordering::Relaxed);
             }
             for k in i..j {
-                let Src::Disk { addr: a, copy, crc } = plan[k] else {
+                let Src::Disk { copies, crc } = plan[k] else {
                     unreachable!("run of disk blocks")
                 };
+                let a = copies.first();
                 let offset = (first_fb + k as u64) * bs as u64;
                 let bytes = &mut buf[(k - i) * bs..(k - i + 1) * bs];
                 let bad = match &run_read {
@@ -89,9 +91,9 @@ impl<E: Owner> Store<E> {
                     Err(_) => self.read_one(a, crc, bytes).err(),
                 };
                 if let Some(why) = bad {
-                    let served = match copy {
-                        Some(c) => self.second_copy(obj, offset, a, c, crc, &why, bytes),
-                        None => {
+                    let served = match copies.len() {
+                        2.. => self.other_copies(obj, offset, copies, crc, &why, bytes),
+                        _ => {
                             self.counters
                                 .checksum_errors
                                 .fetch_add(1, Ordering::Relaxed);
@@ -147,40 +149,48 @@ impl<E: Owner> Store<E> {
         r
     }
 
-    /// The first copy of data block `addr` (inode `obj`, file offset `offset`) is bad (`why`):
-    /// reads its second copy at `copy` into `out`. If that verifies, the read is served and
-    /// the first copy rewritten from it; if not, both copies are bad: `EIO`, logged once.
-    #[allow(clippy::too_many_arguments)]
-    fn second_copy(
+    /// The first copy of a data block (inode `obj`, file offset `offset`) is bad (`why`):
+    /// reads the other copies in turn into `out`. The first that verifies serves the read and
+    /// the first copy is rewritten from it; if none does, every copy is bad: `EIO`, logged once.
+    fn other_copies(
         &self,
         obj: ObjId,
         offset: u64,
-        addr: u64,
-        copy: u64,
+        copies: Copies,
         crc: u32,
         why: &str,
         out: &mut [u8],
     ) -> Result<()> {
+        let addr = copies.first();
         self.counters
             .data_bad_copies
             .fetch_add(1, Ordering::Relaxed);
-        if let Err(why2) = self.read_one(copy, crc, out) {
-            self.counters
-                .data_bad_copies
-                .fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .checksum_errors
-                .fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "checksum error: inode {obj} file offset {offset}: both copies are bad (device block {addr}: {why}; copy at {copy}: {why2}); returning EIO"
-            );
-            return errno(libc::EIO);
+        let mut others_bad = Vec::new();
+        for copy in copies.others() {
+            match self.read_one(copy, crc, out) {
+                Ok(()) => {
+                    log::warn!(
+                        "inode {obj} file offset {offset}: device block {addr} is bad ({why}); served from its second copy at {copy}"
+                    );
+                    self.repair_data_copy(obj, addr, out);
+                    return Ok(());
+                }
+                Err(why2) => {
+                    self.counters
+                        .data_bad_copies
+                        .fetch_add(1, Ordering::Relaxed);
+                    others_bad.push(format!("copy at {copy}: {why2}"));
+                }
+            }
         }
-        log::warn!(
-            "inode {obj} file offset {offset}: device block {addr} is bad ({why}); served from its second copy at {copy}"
+        self.counters
+            .checksum_errors
+            .fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "checksum error: inode {obj} file offset {offset}: both copies are bad (device block {addr}: {why}; {}); returning EIO",
+            others_bad.join("; ")
         );
-        self.repair_data_copy(obj, addr, out);
-        Ok(())
+        errno(libc::EIO)
     }
 
     /// Rewrites the bad copy at `addr` (the first, from a read; either, from the online scrub)

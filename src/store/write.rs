@@ -77,9 +77,9 @@ impl<E: Owner> Store<E> {
                 let mut st = self.lock();
                 let mut needs = Vec::new();
                 for &fb in &partial {
-                    if let Src::Disk { addr, copy, crc } = st.plan_block(obj, fb)? {
+                    if let Src::Disk { copies, crc } = st.plan_block(obj, fb)? {
                         if !st.dirty.get(&obj).is_some_and(|m| m.contains_key(&fb)) {
-                            needs.push((fb, addr, copy, crc));
+                            needs.push((fb, copies, crc));
                         }
                     }
                 }
@@ -87,7 +87,7 @@ impl<E: Owner> Store<E> {
             };
             let plan: Vec<Src> = needs
                 .iter()
-                .map(|&(_, addr, copy, crc)| Src::Disk { addr, copy, crc })
+                .map(|&(_, copies, crc)| Src::Disk { copies, crc })
                 .collect();
             let mut bases = Vec::new();
             for (k, p) in plan.iter().enumerate() {
@@ -100,8 +100,8 @@ impl<E: Owner> Store<E> {
             drop(_gate);
             let mut st = self.lock();
             let mut moved = false;
-            for (k, &(fb, addr, _, crc)) in needs.iter().enumerate() {
-                let still = matches!(st.plan_block(obj, fb)?, Src::Disk { addr: a, crc: c, .. } if a == addr && c == crc);
+            for (k, &(fb, copies, crc)) in needs.iter().enumerate() {
+                let still = matches!(st.plan_block(obj, fb)?, Src::Disk { copies: a, crc: c } if a == copies && c == crc);
                 let in_dirty = st.dirty.get(&obj).is_some_and(|m| m.contains_key(&fb));
                 if !still && !in_dirty {
                     moved = true;
