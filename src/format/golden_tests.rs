@@ -777,12 +777,14 @@ fn golden_scrub_item() -> ScrubItem {
         started: 0x5152_5354_5556_5758,
         finished: 0x6162_6364_6566_6768,
         elapsed_ms: 0x7172_7374_7576_7778,
-        bytes_read: 0x8182_8384_8586_8788,
-        data_blocks: 0x9192_9394_9596_9798,
-        metadata_nodes: 0xa1a2_a3a4_a5a6_a7a8,
-        metadata_copies: 0xb1b2_b3b4_b5b6_b7b8,
-        corrected: 0xc1c2_c3c4_c5c6_c7c8,
-        uncorrectable: 0xd1d2_d3d4_d5d6_d7d8,
+        counts: crate::format::ScrubCounts {
+            bytes_read: 0x8182_8384_8586_8788,
+            data_blocks: 0x9192_9394_9596_9798,
+            metadata_nodes: 0xa1a2_a3a4_a5a6_a7a8,
+            metadata_copies: 0xb1b2_b3b4_b5b6_b7b8,
+            corrected: 0xc1c2_c3c4_c5c6_c7c8,
+            uncorrectable: 0xd1d2_d3d4_d5d6_d7d8,
+        },
     }
 }
 
@@ -808,20 +810,26 @@ fn scrub_item_golden() {
     assert_eq!(at(g, SCRUB_STARTED_OFF), s.started.to_le_bytes());
     assert_eq!(at(g, SCRUB_FINISHED_OFF), s.finished.to_le_bytes());
     assert_eq!(at(g, SCRUB_ELAPSED_MS_OFF), s.elapsed_ms.to_le_bytes());
-    assert_eq!(at(g, SCRUB_BYTES_READ_OFF), s.bytes_read.to_le_bytes());
-    assert_eq!(at(g, SCRUB_DATA_BLOCKS_OFF), s.data_blocks.to_le_bytes());
+    assert_eq!(
+        at(g, SCRUB_BYTES_READ_OFF),
+        s.counts.bytes_read.to_le_bytes()
+    );
+    assert_eq!(
+        at(g, SCRUB_DATA_BLOCKS_OFF),
+        s.counts.data_blocks.to_le_bytes()
+    );
     assert_eq!(
         at(g, SCRUB_METADATA_NODES_OFF),
-        s.metadata_nodes.to_le_bytes()
+        s.counts.metadata_nodes.to_le_bytes()
     );
     assert_eq!(
         at(g, SCRUB_METADATA_COPIES_OFF),
-        s.metadata_copies.to_le_bytes()
+        s.counts.metadata_copies.to_le_bytes()
     );
-    assert_eq!(at(g, SCRUB_CORRECTED_OFF), s.corrected.to_le_bytes());
+    assert_eq!(at(g, SCRUB_CORRECTED_OFF), s.counts.corrected.to_le_bytes());
     assert_eq!(
         at(g, SCRUB_UNCORRECTABLE_OFF),
-        s.uncorrectable.to_le_bytes()
+        s.counts.uncorrectable.to_le_bytes()
     );
     assert_eq!(at(g, SCRUB_RESERVED_TAIL_OFF), [0; 16]);
 }

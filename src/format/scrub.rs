@@ -121,6 +121,22 @@ impl ScrubState {
     }
 }
 
+/// What a scrub counts: the one set of counters that the scrub's record in the tree, the
+/// online scrub's status, the last-scrub summary in `stablefs status` and the scrub report
+/// all carry (flattened into their JSON, so each shows the same six names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScrubCounts {
+    pub bytes_read: u64,
+    /// Data blocks verified (every copy with `copies=2`, in the online count).
+    pub data_blocks: u64,
+    /// Tree nodes verified, and their second copies (DUP).
+    pub metadata_nodes: u64,
+    pub metadata_copies: u64,
+    /// Bad blocks found and repaired from another copy, and bad blocks that could not be.
+    pub corrected: u64,
+    pub uncorrectable: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScrubItem {
     pub state: ScrubState,
@@ -131,12 +147,7 @@ pub struct ScrubItem {
     pub started: i64,
     pub finished: i64,
     pub elapsed_ms: u64,
-    pub bytes_read: u64,
-    pub data_blocks: u64,
-    pub metadata_nodes: u64,
-    pub metadata_copies: u64,
-    pub corrected: u64,
-    pub uncorrectable: u64,
+    pub counts: ScrubCounts,
 }
 
 impl ScrubItem {
@@ -145,10 +156,11 @@ impl ScrubItem {
         e.u8(SCRUB_ITEM_VERSION).u8(self.state.code()).u16(0).u32(0);
         e.u64(self.id).u64(self.position).u64(self.subtree);
         e.u64(self.limit).i64(self.started).i64(self.finished);
-        e.u64(self.elapsed_ms).u64(self.bytes_read);
-        e.u64(self.data_blocks).u64(self.metadata_nodes);
-        e.u64(self.metadata_copies).u64(self.corrected);
-        e.u64(self.uncorrectable).zeros(SCRUB_RESERVED_TAIL_LEN);
+        let c = &self.counts;
+        e.u64(self.elapsed_ms).u64(c.bytes_read);
+        e.u64(c.data_blocks).u64(c.metadata_nodes);
+        e.u64(c.metadata_copies).u64(c.corrected);
+        e.u64(c.uncorrectable).zeros(SCRUB_RESERVED_TAIL_LEN);
         debug_assert_eq!(e.len(), SCRUB_ITEM_SIZE);
         e.buf
     }
@@ -217,12 +229,14 @@ impl ScrubItem {
             started,
             finished,
             elapsed_ms,
-            bytes_read,
-            data_blocks,
-            metadata_nodes,
-            metadata_copies,
-            corrected,
-            uncorrectable,
+            counts: ScrubCounts {
+                bytes_read,
+                data_blocks,
+                metadata_nodes,
+                metadata_copies,
+                corrected,
+                uncorrectable,
+            },
         })
     }
 }
@@ -242,12 +256,14 @@ mod tests {
             started: 1_700_000_000,
             finished: if state.is_active() { 0 } else { 1_700_000_100 },
             elapsed_ms: 99_000,
-            bytes_read: 5 << 30,
-            data_blocks: 1_000_000,
-            metadata_nodes: 1_000,
-            metadata_copies: 999,
-            corrected: 3,
-            uncorrectable: 4,
+            counts: ScrubCounts {
+                bytes_read: 5 << 30,
+                data_blocks: 1_000_000,
+                metadata_nodes: 1_000,
+                metadata_copies: 999,
+                corrected: 3,
+                uncorrectable: 4,
+            },
         }
     }
 

@@ -913,12 +913,14 @@ fn the_scrub_record_is_accepted_and_checked() {
         started: 1,
         finished,
         elapsed_ms: 5,
-        bytes_read: 4096,
-        data_blocks: 1,
-        metadata_nodes: 1,
-        metadata_copies: 1,
-        corrected: 0,
-        uncorrectable: 0,
+        counts: crate::format::ScrubCounts {
+            bytes_read: 4096,
+            data_blocks: 1,
+            metadata_nodes: 1,
+            metadata_copies: 1,
+            corrected: 0,
+            uncorrectable: 0,
+        },
     };
     commit_with(&dev, |m| {
         let current = item(ScrubState::Paused, 0).encode();

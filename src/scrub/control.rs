@@ -22,6 +22,7 @@
 //! (the ioctl itself succeeds), so the message reaches the user.
 
 use super::report::{BadBlock, ScrubReport};
+use crate::format::ScrubCounts;
 use serde::{Deserialize, Serialize};
 
 /// Bytes the scrub ioctl carries each way (a JSON text, NUL-padded).
@@ -97,12 +98,8 @@ pub struct ScrubStatus {
     pub limit: Option<u64>,
     /// Seconds since the epoch.
     pub started: i64,
-    pub bytes_read: u64,
-    pub data_blocks: u64,
-    pub metadata_nodes: u64,
-    pub metadata_copies: u64,
-    pub corrected: u64,
-    pub uncorrectable: u64,
+    #[serde(flatten)]
+    pub counts: ScrubCounts,
     /// A read-only mount: bad copies are found but not rewritten, and the position is not
     /// saved.
     pub read_only: bool,
@@ -124,12 +121,8 @@ pub struct LastScrub {
     pub elapsed_secs: u64,
     /// The directory inode whose files' data was scrubbed (1: the root, everything).
     pub subtree_ino: u64,
-    pub bytes_read: u64,
-    pub data_blocks: u64,
-    pub metadata_nodes: u64,
-    pub metadata_copies: u64,
-    pub corrected: u64,
-    pub uncorrectable: u64,
+    #[serde(flatten)]
+    pub counts: ScrubCounts,
 }
 
 impl LastScrub {
@@ -146,12 +139,12 @@ impl LastScrub {
             } else {
                 format!(", subtree of inode {}", self.subtree_ino)
             },
-            self.data_blocks,
-            self.metadata_nodes,
-            self.metadata_copies,
-            self.bytes_read as f64 / f64::from(1 << 20),
-            self.corrected,
-            self.uncorrectable
+            self.counts.data_blocks,
+            self.counts.metadata_nodes,
+            self.counts.metadata_copies,
+            self.counts.bytes_read as f64 / f64::from(1 << 20),
+            self.counts.corrected,
+            self.counts.uncorrectable
         )
     }
 }
@@ -188,11 +181,11 @@ impl ScrubStatus {
                 limit = self
                     .limit
                     .map_or(String::new(), |l| format!(", limit {:.1} MiB/s", mib(l))),
-                data = self.data_blocks,
-                nodes = self.metadata_nodes,
-                copies = self.metadata_copies,
-                corr = self.corrected,
-                unc = self.uncorrectable,
+                data = self.counts.data_blocks,
+                nodes = self.counts.metadata_nodes,
+                copies = self.counts.metadata_copies,
+                corr = self.counts.corrected,
+                unc = self.counts.uncorrectable,
             )
         };
         out.push_str(&format!(

@@ -171,7 +171,7 @@ pub fn scrub(
     for e in meta.damage.iter().map(|e| e.to_string()).chain(walk_errors) {
         report.lost_metadata.push(e);
     }
-    report.metadata_nodes = nodes;
+    report.counts.metadata_nodes = nodes;
 
     // Device order, in runs of consecutive blocks.
     checks.sort_by_key(|c| c.0);
@@ -227,19 +227,21 @@ pub fn scrub(
                         .push(bad_block(&meta, &paths, block, check, error, bs));
                 }
                 match check {
-                    Check::Data { .. } | Check::DataCopy { copy: 1, .. } => report.data_blocks += 1,
+                    Check::Data { .. } | Check::DataCopy { copy: 1, .. } => {
+                        report.counts.data_blocks += 1
+                    }
                     Check::DataCopy { .. } => report.data_copies += 1,
-                    Check::SecondCopy { .. } => report.metadata_copies += 1,
+                    Check::SecondCopy { .. } => report.counts.metadata_copies += 1,
                 }
             }
             done += len;
-            report.bytes_read += len;
+            report.counts.bytes_read += len;
             let _ = give_back.send(buf);
             progress(done, all_bytes);
             throttle(opts.limit, done - nodes * bs, start);
         }
     });
-    report.bytes_read += nodes * bs;
+    report.counts.bytes_read += nodes * bs;
     // Data copies rewritten in place: make them durable before saying so.
     let data_repaired = report
         .bad
@@ -370,7 +372,7 @@ fn check_superblocks(dev: &dyn BlockDevice, report: &mut ScrubReport) -> Result<
                  commit; the next commit rewrites it)"
             ));
         }
-        report.bytes_read += SB_SIZE as u64;
+        report.counts.bytes_read += SB_SIZE as u64;
     }
     Ok(())
 }

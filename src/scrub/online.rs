@@ -44,8 +44,8 @@ use crate::device::AlignedBuf;
 use crate::error::Result;
 use crate::format::ROOT_INO;
 use crate::format::{
-    decode_dirent_bucket, BlockPtr, ExtentItem, Key, NodeIdentity, ScrubItem, ScrubState,
-    KIND_DIRENT, KIND_EXTENT,
+    decode_dirent_bucket, BlockPtr, ExtentItem, Key, NodeIdentity, ScrubCounts, ScrubItem,
+    ScrubState, KIND_DIRENT, KIND_EXTENT,
 };
 use crate::tree::Visit;
 use crate::txn::Meta;
@@ -532,12 +532,7 @@ impl Scrubber {
             eta_secs: (rate > 0.0).then(|| left as f64 / rate),
             limit: (i.limit > 0).then_some(i.limit),
             started: i.started,
-            bytes_read: i.bytes_read,
-            data_blocks: i.data_blocks,
-            metadata_nodes: i.metadata_nodes,
-            metadata_copies: i.metadata_copies,
-            corrected: i.corrected,
-            uncorrectable: i.uncorrectable,
+            counts: i.counts,
             read_only: self.read_only,
             last,
         }
@@ -576,12 +571,7 @@ impl Scrubber {
                 started: now_secs(),
                 finished: 0,
                 elapsed_ms: 0,
-                bytes_read: 0,
-                data_blocks: 0,
-                metadata_nodes: 0,
-                metadata_copies: 0,
-                corrected: 0,
-                uncorrectable: 0,
+                counts: ScrubCounts::default(),
             };
             log::info!(
                 "scrub started (subtree {subtree_path}{})",
@@ -696,25 +686,17 @@ fn last_scrub(i: &ScrubItem) -> LastScrub {
         finished_utc: super::control::utc(i.finished),
         elapsed_secs: i.elapsed_ms / 1000,
         subtree_ino: i.subtree,
-        bytes_read: i.bytes_read,
-        data_blocks: i.data_blocks,
-        metadata_nodes: i.metadata_nodes,
-        metadata_copies: i.metadata_copies,
-        corrected: i.corrected,
-        uncorrectable: i.uncorrectable,
+        counts: i.counts,
     }
 }
 
 /// The report's counts and result from the item (which counts what was found before a
 /// remount too); for a scrub still running, the result as it stands.
 fn fill_report(r: &mut ScrubReport, i: &ScrubItem) {
-    r.metadata_nodes = i.metadata_nodes;
-    r.metadata_copies = i.metadata_copies;
-    r.data_blocks = i.data_blocks;
-    r.bytes_read = i.bytes_read;
+    r.counts = i.counts;
     r.elapsed = Duration::from_millis(i.elapsed_ms);
-    let uncorrectable = i.uncorrectable + r.lost_metadata.len() as u64;
-    r.finish_with(i.corrected, uncorrectable);
+    let uncorrectable = i.counts.uncorrectable + r.lost_metadata.len() as u64;
+    r.finish_with(i.counts.corrected, uncorrectable);
     if i.state == ScrubState::Cancelled {
         r.result = "cancelled";
         r.exit_code = if uncorrectable > 0 {
@@ -740,9 +722,9 @@ fn finish(inner: &mut Inner, fs: &dyn Target, cancelled: bool) {
     i.finished = now_secs().max(1);
     i.state = if cancelled {
         ScrubState::Cancelled
-    } else if i.uncorrectable + lost > 0 {
+    } else if i.counts.uncorrectable + lost > 0 {
         ScrubState::Uncorrectable
-    } else if i.corrected > 0 {
+    } else if i.counts.corrected > 0 {
         ScrubState::Corrected
     } else {
         ScrubState::Clean
@@ -757,12 +739,12 @@ fn finish(inner: &mut Inner, fs: &dyn Target, cancelled: bool) {
         "scrub {}: {} data blocks, {} tree nodes, {} second copies, {} bytes; corrected {}, \
          uncorrectable {}",
         i.state.name(),
-        i.data_blocks,
-        i.metadata_nodes,
-        i.metadata_copies,
-        i.bytes_read,
-        i.corrected,
-        i.uncorrectable
+        i.counts.data_blocks,
+        i.counts.metadata_nodes,
+        i.counts.metadata_copies,
+        i.counts.bytes_read,
+        i.counts.corrected,
+        i.counts.uncorrectable
     );
     inner.last = Some(a.item);
 }
@@ -947,17 +929,17 @@ fn run(weak: &Weak<dyn Target>, sc: &Scrubber) {
         let Some(a) = inner.current.as_mut().filter(|a| a.item.id == id) else {
             continue;
         };
-        let i = &mut a.item;
-        i.position = run_end;
-        i.bytes_read += outcome.bytes;
-        i.data_blocks += outcome.data_blocks;
-        i.metadata_nodes += outcome.first_copies;
-        i.metadata_copies += outcome.second_copies;
+        a.item.position = run_end;
+        let c = &mut a.item.counts;
+        c.bytes_read += outcome.bytes;
+        c.data_blocks += outcome.data_blocks;
+        c.metadata_nodes += outcome.first_copies;
+        c.metadata_copies += outcome.second_copies;
         for b in &outcome.bad {
             if b.repaired {
-                i.corrected += 1;
+                c.corrected += 1;
             } else {
-                i.uncorrectable += 1;
+                c.uncorrectable += 1;
             }
         }
         a.done_bytes += outcome.bytes;

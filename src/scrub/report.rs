@@ -1,6 +1,7 @@
 //! What a scrub found, as text and as JSON (`serde`), and the exit status it implies.
 
 use super::{EXIT_CLEAN, EXIT_CORRECTED, EXIT_UNCORRECTABLE};
+use crate::format::ScrubCounts;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -45,13 +46,11 @@ pub enum Damage {
 pub struct ScrubReport {
     /// The commit scrubbed.
     pub generation: u64,
-    pub metadata_nodes: u64,
-    /// Second copies of nodes checked (DUP).
-    pub metadata_copies: u64,
-    pub data_blocks: u64,
+    /// Nodes, their second copies (DUP), data blocks, bytes, corrected and uncorrectable.
+    #[serde(flatten)]
+    pub counts: ScrubCounts,
     /// Second copies of data blocks checked (`copies=2`).
     pub data_copies: u64,
-    pub bytes_read: u64,
     #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub elapsed: Duration,
     pub bad: Vec<BadBlock>,
@@ -59,8 +58,6 @@ pub struct ScrubReport {
     /// not scrubbed.
     pub lost_metadata: Vec<String>,
     pub superblock_notes: Vec<String>,
-    pub corrected: u64,
-    pub uncorrectable: u64,
     /// "clean", "corrected" or "uncorrectable" ("cancelled": an online scrub stopped early).
     #[serde(deserialize_with = "result_name")]
     pub result: ResultName,
@@ -105,10 +102,10 @@ impl ScrubReport {
     /// counts findings from before it that `bad` no longer lists).
     pub(super) fn finish_with(&mut self, corrected: u64, uncorrectable: u64) {
         self.bad.sort_by_key(|b| b.block);
-        (self.corrected, self.uncorrectable) = (corrected, uncorrectable);
-        (self.result, self.exit_code) = if self.uncorrectable > 0 {
+        (self.counts.corrected, self.counts.uncorrectable) = (corrected, uncorrectable);
+        (self.result, self.exit_code) = if self.counts.uncorrectable > 0 {
             ("uncorrectable", EXIT_UNCORRECTABLE)
-        } else if self.corrected > 0 {
+        } else if self.counts.corrected > 0 {
             ("corrected", EXIT_CORRECTED)
         } else {
             ("clean", EXIT_CLEAN)
@@ -179,19 +176,19 @@ impl ScrubReport {
             "scrubbed generation {}: {} tree nodes, {} second copies, {} data blocks{}, {:.1} MiB \
              in {:.2} s: {} (corrected {}, uncorrectable {})",
             self.generation,
-            self.metadata_nodes,
-            self.metadata_copies,
-            self.data_blocks,
+            self.counts.metadata_nodes,
+            self.counts.metadata_copies,
+            self.counts.data_blocks,
             if self.data_copies > 0 {
                 format!(" (and {} second copies)", self.data_copies)
             } else {
                 String::new()
             },
-            self.bytes_read as f64 / f64::from(1 << 20),
+            self.counts.bytes_read as f64 / f64::from(1 << 20),
             self.elapsed.as_secs_f64(),
             self.result,
-            self.corrected,
-            self.uncorrectable
+            self.counts.corrected,
+            self.counts.uncorrectable
         )
     }
 }

@@ -86,9 +86,9 @@ fn a_clean_filesystem_scrubs_clean() {
         "{}",
         r.to_text()
     );
-    assert_eq!(r.data_blocks, 4);
+    assert_eq!(r.counts.data_blocks, 4);
     assert_eq!(
-        r.metadata_copies, r.metadata_nodes,
+        r.counts.metadata_copies, r.counts.metadata_nodes,
         "DUP: every node's second copy"
     );
     assert!(r.bad.is_empty());
@@ -144,7 +144,7 @@ fn bad_data_is_named_by_every_path_and_bad_node_copies_are_rewritten() {
             }));
     assert!(meta_bad.iter().any(|b| b.block == second.0
         && matches!(b.damage, Damage::Metadata { node, copy: 2, .. } if node == leaf.addr.0)));
-    assert_eq!((r.corrected, r.uncorrectable), (2, 1));
+    assert_eq!((r.counts.corrected, r.counts.uncorrectable), (2, 1));
     assert!(text.contains("/a/f, /b/g at offset 4096"), "{text}");
 
     // The node copies are whole again; the data block is still bad (one copy).
@@ -170,7 +170,7 @@ fn metadata_damage_alone_is_corrected_then_clean_and_the_json_says_so() {
         "{}",
         r.to_text()
     );
-    assert_eq!(r.corrected, nodes.len() as u64);
+    assert_eq!(r.counts.corrected, nodes.len() as u64);
     let v: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(v["result"], "corrected");
     assert_eq!(v["bad"][0]["kind"], "metadata");
@@ -211,7 +211,8 @@ fn the_rate_limit_holds() {
     )
     .unwrap();
     // What it reads after the walk, at 256 KiB/s, takes at least its size over the rate.
-    let min = (r.data_blocks + r.metadata_copies) as f64 * BS as f64 / f64::from(256 << 10);
+    let min =
+        (r.counts.data_blocks + r.counts.metadata_copies) as f64 * BS as f64 / f64::from(256 << 10);
     assert!(
         start.elapsed().as_secs_f64() >= min * 0.9,
         "{:?} < {min}",
@@ -273,7 +274,7 @@ fn copies2_a_bad_data_copy_is_repaired_from_the_other_in_either_direction() {
     assert_eq!(blocks.len(), 3);
     let clean = run(&dev);
     assert_eq!(clean.exit_code, EXIT_CLEAN, "{}", clean.to_text());
-    assert_eq!((clean.data_blocks, clean.data_copies), (4, 4));
+    assert_eq!((clean.counts.data_blocks, clean.data_copies), (4, 4));
     flip(&dev, blocks[0].0);
     flip(&dev, blocks[2].1);
 

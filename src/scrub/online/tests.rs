@@ -141,14 +141,14 @@ fn a_clean_filesystem_scrubs_clean_and_status_remembers_it() {
     let (_dev, fs, _) = populated(64);
     let r = scrub_now(&fs, ROOT_INO);
     assert_eq!((r.result, r.exit_code), ("clean", 0), "{}", r.to_text());
-    assert_eq!(r.data_blocks, 8);
+    assert_eq!(r.counts.data_blocks, 8);
     assert!(
-        r.metadata_nodes >= 3 && r.metadata_copies == r.metadata_nodes,
+        r.counts.metadata_nodes >= 3 && r.counts.metadata_copies == r.counts.metadata_nodes,
         "{r:?}"
     );
     let last = fs.status().last_scrub.unwrap();
     assert_eq!(last.result, "clean");
-    assert_eq!(last.data_blocks, 8);
+    assert_eq!(last.counts.data_blocks, 8);
 }
 
 #[test]
@@ -180,10 +180,10 @@ fn bad_data_is_named_by_every_path_and_offset() {
     let many = fs.lookup(ROOT_INO, b"many").unwrap().ino;
     let r = scrub_now(&fs, many);
     assert_eq!(r.result, "clean", "{}", r.to_text());
-    assert_eq!(r.data_blocks, 0);
+    assert_eq!(r.counts.data_blocks, 0);
     let r = scrub_now(&fs, b);
     assert_eq!(r.result, "uncorrectable");
-    assert_eq!(r.data_blocks, 3);
+    assert_eq!(r.counts.data_blocks, 3);
 }
 
 #[test]
@@ -367,7 +367,10 @@ fn pause_resume_cancel_and_the_position_survive_a_remount() {
     // Paused: no more reads (a pause is answered once the read in flight, if any, is done).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fs.scrub_status().position, paused.position);
-    assert_eq!(fs.scrub_status().bytes_read, paused.bytes_read);
+    assert_eq!(
+        fs.scrub_status().counts.bytes_read,
+        paused.counts.bytes_read
+    );
     assert_eq!(
         ask(&fs, ROOT_INO, Request::Pause).errno,
         Some(libc::EALREADY)
@@ -382,12 +385,12 @@ fn pause_resume_cancel_and_the_position_survive_a_remount() {
         (s.state.as_str(), s.id, s.position),
         ("paused", id, paused.position)
     );
-    assert_eq!(s.bytes_read, paused.bytes_read);
+    assert_eq!(s.counts.bytes_read, paused.counts.bytes_read);
 
     // Resumed, it goes on from there, not from zero.
     assert_eq!(ask(&fs, ROOT_INO, Request::Resume).error, None);
     let s = wait_for(&fs, "progress after the resume", |s| {
-        s.bytes_read > paused.bytes_read
+        s.counts.bytes_read > paused.counts.bytes_read
     });
     assert!(s.position > paused.position, "{s:?} after {paused:?}");
     assert!(s.done_bytes >= paused.done_bytes, "{s:?}");
@@ -406,7 +409,7 @@ fn pause_resume_cancel_and_the_position_survive_a_remount() {
     assert!(saved.position >= s.position);
     let fs = mount(&dev);
     let s = wait_for(&fs, "progress after the remount", |s| {
-        s.bytes_read > saved.bytes_read
+        s.counts.bytes_read > saved.counts.bytes_read
     });
     assert_eq!((s.state.as_str(), s.id), ("running", id));
     assert!(s.position > saved.position);
@@ -522,7 +525,7 @@ fn copies2_bad_data_copies_are_repaired_online_and_both_bad_is_named() {
     flip(&dev, copies[0][2]);
     let r = scrub_now(&fs, ROOT_INO);
     assert_eq!((r.result, r.exit_code), ("corrected", 1), "{}", r.to_text());
-    assert_eq!(r.data_blocks, 8, "both copies are verified");
+    assert_eq!(r.counts.data_blocks, 8, "both copies are verified");
     let mut bad: Vec<(u64, u8, bool)> = r
         .bad
         .iter()
@@ -583,7 +586,7 @@ fn the_online_rate_limit_holds() {
         .unwrap();
     assert_eq!(r.result, "clean", "{}", r.to_text());
     let one_run = (limit / RUNS_PER_SECOND) as f64;
-    let min = (r.bytes_read as f64 - one_run) / limit as f64;
+    let min = (r.counts.bytes_read as f64 - one_run) / limit as f64;
     assert!(min > 0.2, "enough to read for the limit to show: {r:?}");
     assert!(
         took >= min * 0.95,
