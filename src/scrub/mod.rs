@@ -97,80 +97,16 @@ pub fn scrub(
         Err(e) => return Err(e),
     };
     let bs = u64::from(meta.sb.block_size);
-    let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
     report.generation = meta.sb.generation;
 
-    // What the walk found: the blocks to check, and the names that lead to each inode.
-    let mut checks: Vec<(u64, Check)> = Vec::new();
-    let mut links: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
-    let mut nodes = 0u64;
-    let mut walk_errors = Vec::new();
-    // Nodes bad in every copy were recorded by the open (`meta.damage`); skip them here.
-    let _ = meta.tree.walk_tolerant(&mut |v| {
-        match v {
-            Visit::Node { ptr, level } => {
-                nodes += 1;
-                if let Some(copy) = ptr.copy_addr {
-                    checks.push((copy.0, Check::SecondCopy { ptr, level }));
-                }
-            }
-            Visit::Item { key, value } if key.kind == KIND_EXTENT => {
-                match ExtentItem::decode(value, first, total) {
-                    Ok(e) => {
-                        for (i, &crc) in e.crcs.iter().enumerate() {
-                            let (ino, fb) = (key.object, key.offset + i as u64);
-                            let copies = e.copies(i as u64);
-                            if copies.len() == 1 {
-                                checks.push((copies.first(), Check::Data { ino, fb, crc }));
-                                continue;
-                            }
-                            // Each copy is checked on its own; a bad one heals from the next.
-                            for (k, at) in copies.iter().enumerate() {
-                                let other = copies.get((k + 1) % copies.len()).expect("k < len");
-                                let copy = Check::DataCopy {
-                                    ino,
-                                    fb,
-                                    crc,
-                                    copy: k as u8 + 1,
-                                    other,
-                                };
-                                checks.push((at, copy));
-                            }
-                        }
-                    }
-                    Err(e) => walk_errors.push(e.to_string()),
-                }
-            }
-            Visit::Item { key, value } if key.kind == KIND_DIRENT => {
-                match decode_dirent_bucket(value) {
-                    Ok(bucket) => {
-                        for l in bucket {
-                            links.entry(l.ino).or_default().push((key.object, l.name));
-                        }
-                    }
-                    Err(e) => walk_errors.push(e.to_string()),
-                }
-            }
-            Visit::Item { .. } => {}
-        }
-        Ok(())
-    })?;
-    // Nodes the open found bad (first copies, and both copies of lost nodes).
-    for ev in meta.tree.stats().events.lock().iter() {
-        report.bad.push(BadBlock {
-            block: ev.block.0,
-            damage: Damage::Metadata {
-                node: ev.node.0,
-                level: ev.level,
-                copy: if ev.block == ev.node { 1 } else { 2 },
-            },
-            error: ev.error.clone(),
-            repaired: ev.repaired,
-        });
-    }
-    for e in meta.damage.iter().map(|e| e.to_string()).chain(walk_errors) {
-        report.lost_metadata.push(e);
-    }
+    let walk = walk_tree(&mut meta)?;
+    let Walk {
+        mut checks,
+        links,
+        nodes,
+        errors: walk_errors,
+    } = walk;
+    report_open_damage(&meta, walk_errors, &mut report);
     report.counts.metadata_nodes = nodes;
 
     // Device order, in runs of consecutive blocks.
@@ -179,16 +115,7 @@ pub fn scrub(
     let mut done = nodes * bs;
     let max_run = (RUN_BYTES / bs).max(1) as usize;
     let paths = Paths { links: &links };
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < checks.len() {
-        let mut j = i + 1;
-        while j < checks.len() && j - i < max_run && checks[j].0 == checks[j - 1].0 + 1 {
-            j += 1;
-        }
-        runs.push(i..j);
-        i = j;
-    }
+    let runs = runs_of(&checks, max_run);
     // One thread reads ahead (two runs at most in flight) while this one verifies, so the
     // device is not idle while checksums are computed.
     // Buffers go back to the reader once verified: no fresh (zeroed, faulted-in) memory per run.
@@ -215,25 +142,7 @@ pub fn scrub(
         for (r, (buf, read)) in runs.iter().zip(rx) {
             let run = &checks[r.clone()];
             let len = run.len() as u64 * bs;
-            for (k, &(block, check)) in run.iter().enumerate() {
-                let bytes = &buf[k * bs as usize..(k + 1) * bs as usize];
-                let verdict = match &read {
-                    Err(e) => Err(format!("device read error: {e}")),
-                    Ok(()) => verify(&meta, bytes, check),
-                };
-                if let Err(error) = verdict {
-                    report
-                        .bad
-                        .push(bad_block(&meta, &paths, block, check, error, bs));
-                }
-                match check {
-                    Check::Data { .. } | Check::DataCopy { copy: 1, .. } => {
-                        report.counts.data_blocks += 1
-                    }
-                    Check::DataCopy { .. } => report.data_copies += 1,
-                    Check::SecondCopy { .. } => report.counts.metadata_copies += 1,
-                }
-            }
+            verify_run(&meta, &paths, run, &buf, &read, bs, &mut report);
             done += len;
             report.counts.bytes_read += len;
             let _ = give_back.send(buf);
@@ -253,6 +162,145 @@ pub fn scrub(
     report.elapsed = start.elapsed();
     report.finish();
     Ok(report)
+}
+
+/// What one walk of the tree found: the blocks to check, the names that lead to each
+/// inode (for the paths of bad data), the number of nodes, and items that did not decode.
+struct Walk {
+    checks: Vec<(u64, Check)>,
+    links: HashMap<u64, Vec<(u64, Vec<u8>)>>,
+    nodes: u64,
+    errors: Vec<String>,
+}
+
+/// Walks the whole tree once. Nodes bad in every copy were recorded by the open
+/// (`meta.damage`); the walk skips them.
+fn walk_tree(meta: &mut Meta) -> Result<Walk> {
+    let (first, total) = (meta.sb.first_block, meta.sb.total_blocks);
+    let mut w = Walk {
+        checks: Vec::new(),
+        links: HashMap::new(),
+        nodes: 0,
+        errors: Vec::new(),
+    };
+    meta.tree.walk_tolerant(&mut |v| {
+        match v {
+            Visit::Node { ptr, level } => {
+                w.nodes += 1;
+                if let Some(copy) = ptr.copy_addr {
+                    w.checks.push((copy.0, Check::SecondCopy { ptr, level }));
+                }
+            }
+            Visit::Item { key, value } if key.kind == KIND_EXTENT => {
+                match ExtentItem::decode(value, first, total) {
+                    Ok(e) => data_checks(key.object, key.offset, &e, &mut w.checks),
+                    Err(e) => w.errors.push(e.to_string()),
+                }
+            }
+            Visit::Item { key, value } if key.kind == KIND_DIRENT => {
+                match decode_dirent_bucket(value) {
+                    Ok(bucket) => {
+                        for l in bucket {
+                            w.links.entry(l.ino).or_default().push((key.object, l.name));
+                        }
+                    }
+                    Err(e) => w.errors.push(e.to_string()),
+                }
+            }
+            Visit::Item { .. } => {}
+        }
+        Ok(())
+    })?;
+    Ok(w)
+}
+
+/// The checks of extent `e`, file blocks from `fb0` of `ino`: every copy of every block.
+fn data_checks(ino: u64, fb0: u64, e: &ExtentItem, checks: &mut Vec<(u64, Check)>) {
+    for (i, &crc) in e.crcs.iter().enumerate() {
+        let fb = fb0 + i as u64;
+        let copies = e.copies(i as u64);
+        if copies.len() == 1 {
+            checks.push((copies.first(), Check::Data { ino, fb, crc }));
+            continue;
+        }
+        // Each copy is checked on its own; a bad one heals from the next.
+        for (k, at) in copies.iter().enumerate() {
+            let other = copies.get((k + 1) % copies.len()).expect("k < len");
+            let copy = Check::DataCopy {
+                ino,
+                fb,
+                crc,
+                copy: k as u8 + 1,
+                other,
+            };
+            checks.push((at, copy));
+        }
+    }
+}
+
+/// What the open found bad (first copies, and both copies of lost nodes) and what the walk
+/// could not decode, into the report.
+fn report_open_damage(meta: &Meta, walk_errors: Vec<String>, report: &mut ScrubReport) {
+    for ev in meta.tree.stats().events.lock().iter() {
+        report.bad.push(BadBlock {
+            block: ev.block.0,
+            damage: Damage::Metadata {
+                node: ev.node.0,
+                level: ev.level,
+                copy: if ev.block == ev.node { 1 } else { 2 },
+            },
+            error: ev.error.clone(),
+            repaired: ev.repaired,
+        });
+    }
+    for e in meta.damage.iter().map(|e| e.to_string()).chain(walk_errors) {
+        report.lost_metadata.push(e);
+    }
+}
+
+/// The checks (sorted by block) as runs of consecutive blocks, at most `max_run` long.
+fn runs_of(checks: &[(u64, Check)], max_run: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < checks.len() {
+        let mut j = i + 1;
+        while j < checks.len() && j - i < max_run && checks[j].0 == checks[j - 1].0 + 1 {
+            j += 1;
+        }
+        runs.push(i..j);
+        i = j;
+    }
+    runs
+}
+
+/// Verifies the blocks of one run (read into `buf`, or failed with `read`) and counts them;
+/// a bad one goes into the report (a bad second copy is rewritten from the first now).
+fn verify_run(
+    meta: &Meta,
+    paths: &Paths,
+    run: &[(u64, Check)],
+    buf: &AlignedBuf,
+    read: &std::io::Result<()>,
+    bs: u64,
+    report: &mut ScrubReport,
+) {
+    for (k, &(block, check)) in run.iter().enumerate() {
+        let bytes = &buf[k * bs as usize..(k + 1) * bs as usize];
+        let verdict = match read {
+            Err(e) => Err(format!("device read error: {e}")),
+            Ok(()) => verify(meta, bytes, check),
+        };
+        if let Err(error) = verdict {
+            report
+                .bad
+                .push(bad_block(meta, paths, block, check, error, bs));
+        }
+        match check {
+            Check::Data { .. } | Check::DataCopy { copy: 1, .. } => report.counts.data_blocks += 1,
+            Check::DataCopy { .. } => report.data_copies += 1,
+            Check::SecondCopy { .. } => report.counts.metadata_copies += 1,
+        }
+    }
 }
 
 /// The report entry for a block that failed `verify`; a bad second copy of a node is

@@ -861,55 +861,12 @@ fn run(weak: &Weak<dyn Target>, sc: &Scrubber) {
             .as_ref()
             .is_none_or(|w| w.id != id || w.at >= w.pieces.len());
         if exhausted {
-            let from = window
-                .as_ref()
-                .filter(|w| w.id == id)
-                .map_or(position, |w| w.end.max(position));
-            let end = fs.scrub_device_blocks();
-            if from >= end {
-                let mut inner = sc.inner.lock();
-                if inner.current.as_ref().is_some_and(|a| a.item.id == id) {
-                    finish(&mut inner, &*fs, false);
-                }
-                return;
+            let go = (id, position, subtree);
+            match collect_window(sc, &*fs, window.as_ref(), go, max_run, bs) {
+                NextWindow::Finished => return,
+                NextWindow::Again => {}
+                NextWindow::Ready(w) => window = Some(w),
             }
-            let to = from.saturating_add((WINDOW_BYTES / bs).max(1)).min(end);
-            let collected = match fs.scrub_collect(from, to, subtree, max_run) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::error!("scrub: cannot collect work: {e}; pausing the scrub");
-                    let _ = sc.pause_now(&*fs);
-                    continue;
-                }
-            };
-            let mut inner = sc.inner.lock();
-            let Some(a) = inner.current.as_mut().filter(|a| a.item.id == id) else {
-                continue;
-            };
-            a.total_bytes = collected.total_blocks * bs;
-            a.done_bytes = collected.below_blocks * bs;
-            // Everything below the window is done; an empty window is done too.
-            a.item.position = a.item.position.max(from);
-            if collected.pieces.is_empty() {
-                a.item.position = a.item.position.max(to);
-            }
-            let item = a.item.clone();
-            if let Some((rid, r)) = inner.report.as_mut() {
-                if *rid == id {
-                    for l in collected.lost {
-                        if !r.lost_metadata.contains(&l) {
-                            r.lost_metadata.push(l);
-                        }
-                    }
-                }
-            }
-            fs.scrub_save(Some(&item), None);
-            window = Some(Window {
-                id,
-                pieces: collected.pieces,
-                at: 0,
-                end: to,
-            });
             continue;
         }
         let Some(w) = window.as_mut() else { continue };
@@ -925,41 +882,122 @@ fn run(weak: &Weak<dyn Target>, sc: &Scrubber) {
         let run = &w.pieces[range];
         let outcome = scrub_run(&*fs, run, &mut buf, bs);
         let run_end = run.last().map_or(position, |p| p.disk() + p.blocks());
-        let mut inner = sc.inner.lock();
-        let Some(a) = inner.current.as_mut().filter(|a| a.item.id == id) else {
+        if !account_run(sc, &*fs, id, run_end, outcome) {
             continue;
-        };
-        a.item.position = run_end;
-        let c = &mut a.item.counts;
-        c.bytes_read += outcome.bytes;
-        c.data_blocks += outcome.data_blocks;
-        c.metadata_nodes += outcome.first_copies;
-        c.metadata_copies += outcome.second_copies;
-        for b in &outcome.bad {
-            if b.repaired {
-                c.corrected += 1;
-            } else {
-                c.uncorrectable += 1;
-            }
         }
-        a.done_bytes += outcome.bytes;
-        if let Some((_, bytes)) = a.stretch.as_mut() {
-            *bytes += outcome.bytes;
-        }
-        a.account();
-        let item = a.item.clone();
-        if let Some((rid, r)) = inner.report.as_mut() {
-            if *rid == id {
-                let room = MAX_BAD_KEPT.saturating_sub(r.bad.len());
-                r.bad.extend(outcome.bad.into_iter().take(room));
-            }
-        }
-        fs.scrub_save(Some(&item), None);
-        drop(inner);
         drop(fs);
         drop(step);
         sc.throttle(id);
     }
+}
+
+/// What collecting the next window came to (see `collect_window`).
+enum NextWindow {
+    /// The end of the device: the scrub is finished.
+    Finished,
+    /// Nothing to scrub now (collecting failed and the scrub paused, or it is no longer
+    /// scrub `id`): ask `next` again.
+    Again,
+    Ready(Window),
+}
+
+/// Collects the work of the window after `window` (or of the one the position is in) for
+/// scrub `id` at `position`, on the files under `subtree`. Everything below the window is
+/// done, an empty window too: the position moves past them and is saved; metadata found lost
+/// goes into the report. At the end of the device the scrub is finished; if collecting fails
+/// it pauses.
+fn collect_window(
+    sc: &Scrubber,
+    fs: &dyn Target,
+    window: Option<&Window>,
+    (id, position, subtree): (u64, u64, u64),
+    max_run: u64,
+    bs: u64,
+) -> NextWindow {
+    let from = window
+        .filter(|w| w.id == id)
+        .map_or(position, |w| w.end.max(position));
+    let end = fs.scrub_device_blocks();
+    if from >= end {
+        let mut inner = sc.inner.lock();
+        if inner.current.as_ref().is_some_and(|a| a.item.id == id) {
+            finish(&mut inner, fs, false);
+        }
+        return NextWindow::Finished;
+    }
+    let to = from.saturating_add((WINDOW_BYTES / bs).max(1)).min(end);
+    let collected = match fs.scrub_collect(from, to, subtree, max_run) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("scrub: cannot collect work: {e}; pausing the scrub");
+            let _ = sc.pause_now(fs);
+            return NextWindow::Again;
+        }
+    };
+    let mut inner = sc.inner.lock();
+    let Some(a) = inner.current.as_mut().filter(|a| a.item.id == id) else {
+        return NextWindow::Again;
+    };
+    a.total_bytes = collected.total_blocks * bs;
+    a.done_bytes = collected.below_blocks * bs;
+    a.item.position = a.item.position.max(from);
+    if collected.pieces.is_empty() {
+        a.item.position = a.item.position.max(to);
+    }
+    let item = a.item.clone();
+    if let Some((rid, r)) = inner.report.as_mut() {
+        if *rid == id {
+            for l in collected.lost {
+                if !r.lost_metadata.contains(&l) {
+                    r.lost_metadata.push(l);
+                }
+            }
+        }
+    }
+    fs.scrub_save(Some(&item), None);
+    NextWindow::Ready(Window {
+        id,
+        pieces: collected.pieces,
+        at: 0,
+        end: to,
+    })
+}
+
+/// Adds what a run found to scrub `id`, if it is still the current scrub (false if not): the
+/// position (`run_end`), the counts, the progress, the bad blocks into the report (up to
+/// `MAX_BAD_KEPT`); then saves the position.
+fn account_run(sc: &Scrubber, fs: &dyn Target, id: u64, run_end: u64, outcome: RunOutcome) -> bool {
+    let mut inner = sc.inner.lock();
+    let Some(a) = inner.current.as_mut().filter(|a| a.item.id == id) else {
+        return false;
+    };
+    a.item.position = run_end;
+    let c = &mut a.item.counts;
+    c.bytes_read += outcome.bytes;
+    c.data_blocks += outcome.data_blocks;
+    c.metadata_nodes += outcome.first_copies;
+    c.metadata_copies += outcome.second_copies;
+    for b in &outcome.bad {
+        if b.repaired {
+            c.corrected += 1;
+        } else {
+            c.uncorrectable += 1;
+        }
+    }
+    a.done_bytes += outcome.bytes;
+    if let Some((_, bytes)) = a.stretch.as_mut() {
+        *bytes += outcome.bytes;
+    }
+    a.account();
+    let item = a.item.clone();
+    if let Some((rid, r)) = inner.report.as_mut() {
+        if *rid == id {
+            let room = MAX_BAD_KEPT.saturating_sub(r.bad.len());
+            r.bad.extend(outcome.bad.into_iter().take(room));
+        }
+    }
+    fs.scrub_save(Some(&item), None);
+    true
 }
 
 /// What one run found.
@@ -989,90 +1027,148 @@ fn scrub_run(fs: &dyn Target, run: &[Piece], buf: &mut AlignedBuf, bs: u64) -> R
     let read = fs.scrub_read(start, buf);
     out.bytes = len as u64;
     let id = fs.scrub_identity();
-    let bsz = bs as usize;
-    let mut bad_inos = HashSet::new();
-    // (block, inode, file block, copy on a copies=2 filesystem, why, repaired)
-    let mut data_bad: Vec<(u64, u64, u64, Option<u8>, String, bool)> = Vec::new();
+    let mut data_bad = Vec::new();
     for p in run {
         let off = ((p.disk() - start) * bs) as usize;
         let bytes = &buf[off..off + (p.blocks() * bs) as usize];
         match p {
-            Piece::Data {
-                disk,
-                ino,
-                fb,
-                crcs,
-                copy,
-            } => {
-                out.data_blocks += crcs.len() as u64;
-                let failed: Vec<(usize, String)> = match &read {
-                    Ok(()) => verify_data_extent(crcs, bytes, bsz),
-                    Err(e) => (0..crcs.len())
-                        .map(|k| (k, format!("device read error: {e}")))
-                        .collect(),
-                };
-                for (k, _) in failed {
-                    let (block, fbk) = (disk + k as u64, fb + k as u64);
-                    if let Some(bad) = fs.scrub_recheck_data(*ino, fbk, block, crcs[k], *copy) {
-                        bad_inos.insert(*ino);
-                        data_bad.push((block, *ino, fbk, bad.copy, bad.why, bad.repaired));
-                    }
-                }
+            Piece::Data { .. } => {
+                check_data_piece(fs, p, bytes, &read, bs, &mut out, &mut data_bad)
             }
-            Piece::Node {
-                disk,
-                ptr,
-                level,
-                key,
-                copy,
-            } => {
-                if *copy == 1 {
-                    out.first_copies += 1;
-                } else {
-                    out.second_copies += 1;
-                }
-                let failed = match &read {
-                    Ok(()) => node_copy_error(&id, bytes, ptr, *level).is_some(),
-                    Err(_) => true,
-                };
-                if failed {
-                    if let Some((why, repaired)) = fs.scrub_recheck_node(key, *level, ptr, *copy) {
-                        out.bad.push(BadBlock {
-                            block: *disk,
-                            damage: Damage::Metadata {
-                                node: ptr.addr.0,
-                                level: *level,
-                                copy: *copy,
-                            },
-                            error: why,
-                            repaired,
-                        });
-                    }
-                }
-            }
+            Piece::Node { .. } => check_node_piece(fs, &id, p, bytes, &read, &mut out),
         }
     }
-    if !data_bad.is_empty() {
-        let paths = fs.scrub_paths(&bad_inos);
-        for (block, ino, fb, copy, why, repaired) in data_bad {
-            let (offset, paths) = (fb * bs, paths.get(&ino).cloned().unwrap_or_default());
-            out.bad.push(BadBlock {
+    name_bad_data(fs, data_bad, bs, &mut out);
+    out
+}
+
+/// A bad data block copy, confirmed, before its paths are known.
+struct BadDataCopy {
+    block: u64,
+    ino: u64,
+    fb: u64,
+    /// Which copy, on a `copies=2` filesystem.
+    copy: Option<u8>,
+    why: String,
+    repaired: bool,
+}
+
+/// Verifies the blocks of data piece `p` (its bytes, or the error of the run's read) against
+/// their crcs; each that fails is re-checked against the current tree (and healed) by the
+/// filesystem before it counts as bad.
+fn check_data_piece(
+    fs: &dyn Target,
+    p: &Piece,
+    bytes: &[u8],
+    read: &std::io::Result<()>,
+    bs: u64,
+    out: &mut RunOutcome,
+    data_bad: &mut Vec<BadDataCopy>,
+) {
+    let Piece::Data {
+        disk,
+        ino,
+        fb,
+        crcs,
+        copy,
+    } = p
+    else {
+        return;
+    };
+    out.data_blocks += crcs.len() as u64;
+    let failed: Vec<(usize, String)> = match read {
+        Ok(()) => verify_data_extent(crcs, bytes, bs as usize),
+        Err(e) => (0..crcs.len())
+            .map(|k| (k, format!("device read error: {e}")))
+            .collect(),
+    };
+    for (k, _) in failed {
+        let (block, fbk) = (disk + k as u64, fb + k as u64);
+        if let Some(bad) = fs.scrub_recheck_data(*ino, fbk, block, crcs[k], *copy) {
+            data_bad.push(BadDataCopy {
                 block,
-                damage: match copy {
-                    None => Damage::Data { ino, offset, paths },
-                    Some(copy) => Damage::DataCopy {
-                        ino,
-                        offset,
-                        paths,
-                        copy,
-                    },
-                },
-                error: why,
-                repaired,
+                ino: *ino,
+                fb: fbk,
+                copy: bad.copy,
+                why: bad.why,
+                repaired: bad.repaired,
             });
         }
     }
-    out
+}
+
+/// Verifies node copy piece `p` against its parent's pointer; a failure is re-checked (and
+/// healed) by the filesystem before it counts as bad.
+fn check_node_piece(
+    fs: &dyn Target,
+    id: &NodeIdentity,
+    p: &Piece,
+    bytes: &[u8],
+    read: &std::io::Result<()>,
+    out: &mut RunOutcome,
+) {
+    let Piece::Node {
+        disk,
+        ptr,
+        level,
+        key,
+        copy,
+    } = p
+    else {
+        return;
+    };
+    if *copy == 1 {
+        out.first_copies += 1;
+    } else {
+        out.second_copies += 1;
+    }
+    let failed = match read {
+        Ok(()) => node_copy_error(id, bytes, ptr, *level).is_some(),
+        Err(_) => true,
+    };
+    if !failed {
+        return;
+    }
+    if let Some((why, repaired)) = fs.scrub_recheck_node(key, *level, ptr, *copy) {
+        out.bad.push(BadBlock {
+            block: *disk,
+            damage: Damage::Metadata {
+                node: ptr.addr.0,
+                level: *level,
+                copy: *copy,
+            },
+            error: why,
+            repaired,
+        });
+    }
+}
+
+/// Names every bad data block by the paths of its file (one walk for all of them) and adds
+/// it to the run's bad blocks.
+fn name_bad_data(fs: &dyn Target, data_bad: Vec<BadDataCopy>, bs: u64, out: &mut RunOutcome) {
+    if data_bad.is_empty() {
+        return;
+    }
+    let inos: HashSet<u64> = data_bad.iter().map(|b| b.ino).collect();
+    let paths = fs.scrub_paths(&inos);
+    for b in data_bad {
+        let (ino, offset) = (b.ino, b.fb * bs);
+        let paths = paths.get(&ino).cloned().unwrap_or_default();
+        out.bad.push(BadBlock {
+            block: b.block,
+            damage: match b.copy {
+                None => Damage::Data { ino, offset, paths },
+                Some(copy) => Damage::DataCopy {
+                    ino,
+                    offset,
+                    paths,
+                    copy,
+                },
+            },
+            error: b.why,
+            repaired: b.repaired,
+        });
+    }
 }
 
 /// The subtree's files: `dir` itself and everything reachable from it (`entries` lists a
