@@ -16,11 +16,14 @@
 # online/raw.
 #
 # Usage: benches/scrub.sh [--rounds 3] [--size 2G] [--image 4G] [--files 4] [--work DIR] [--keep]
+#                         [--bin PATH]
+#   --bin  a stablefs binary to use instead of building target/release/stablefs (to compare
+#          builds: run the script once per build, alternating)
 # Needs root, fio, python3.
 set -euo pipefail
 export LC_ALL=C
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROUNDS=3 SIZE=2G IMAGE=4G FILES=4 WORK=$REPO/target/bench-scrub KEEP=0
+ROUNDS=3 SIZE=2G IMAGE=4G FILES=4 WORK=$REPO/target/bench-scrub KEEP=0 BIN=
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -29,14 +32,17 @@ while [ $# -gt 0 ]; do
     --files) FILES=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bin) BIN=$(realpath "$2"); shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "scrub.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "scrub.sh: needs root" >&2; exit 2; }
 command -v fio >/dev/null || { echo "scrub.sh: needs fio" >&2; exit 2; }
-(cd "$REPO" && cargo build --release -q)
-BIN=$REPO/target/release/stablefs
+if [ -z "$BIN" ]; then
+  (cd "$REPO" && cargo build --release -q)
+  BIN=$REPO/target/release/stablefs
+fi
 mkdir -p "$WORK"; WORK=$(realpath "$WORK")
 IMG=$WORK/scrub.img MNT=$WORK/mnt
 cleanup() {

@@ -15,13 +15,17 @@
 //! 3. [`tree`]: the copy-on-write B+tree of all metadata.
 //! 4. [`txn`]: the commit that writes data, then metadata, flushes, writes the next
 //!    superblock and flushes again.
-//! 5. [`scrub`]: verifying every block, offline over the tree and online in the daemon
+//! 5. [`store`]: the block engine for file data: placement of every copy, the bounce-buffer
+//!    write path, dirty accounting, writeback and the committer, verified reads, the one
+//!    verify-and-heal path, fallocate reservations. Objects, blocks, extents and copies;
+//!    never names or permissions.
+//! 6. [`scrub`]: verifying every block, offline over the tree and online in the daemon
 //!    through an interface it owns (`scrub::online::Target`), which the filesystem implements.
-//! 6. [`status`]: what the daemon reports (`stablefs status`).
-//! 7. [`fs`]: POSIX semantics over the tree, and today also the data engine (placement,
-//!    writeback, the committer, verified reads).
-//! 8. [`fuse`]: the `fuser::Filesystem` adapter with its read-verify worker threads.
-//! 9. [`mkfs`], [`fsck`]: tools over the same layers.
+//! 7. [`status`]: what the daemon reports (`stablefs status`).
+//! 8. [`fs`]: POSIX semantics over the store and the tree: inodes, directories, links,
+//!    xattrs, permissions, as ext4 behaves.
+//! 9. [`fuse`]: the `fuser::Filesystem` adapter with its read-verify worker threads.
+//! 10. [`mkfs`], [`fsck`]: tools over the same layers.
 //!
 //! The `stablefs` binary (`src/main.rs`, `src/cli/`) is on top of all of them.
 

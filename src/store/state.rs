@@ -17,8 +17,8 @@ pub struct DirtyBlock {
     /// (recomputed over the private buffer at writeback).
     pub crc: Option<u32>,
     /// No extent mapped this file block when it became dirty (it was a hole, or a block that
-    /// `fallocate` reserved): placing it adds a block to the inode's `blocks`, where placing
-    /// an overwrite replaces one. Exact while the block is dirty, because every change of a
+    /// `fallocate` reserved): placing it adds a block to the object's mapped blocks, where
+    /// placing an overwrite replaces one. Exact while the block is dirty, because every change of a
     /// file block's mapping (placing, truncate, punch, delete) takes its dirty block away too.
     pub adds_block: bool,
 }
