@@ -231,12 +231,39 @@ fn finish_node(id: &NodeIdentity, mut e: Enc) -> (Vec<u8>, u32) {
 /// number, generation, level, counts, key order, pointer ranges.
 pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -> Result<NodeBody> {
     let bs = id.block_size as usize;
+    check_block_size(bytes, bs)?;
+    let crc = check_parent_crc(bytes, ptr)?;
+    let mut d = Dec::new(bytes, "tree node");
+    check_magic_and_crc(&mut d, ptr, crc)?;
+    check_identity(&mut d, id, ptr)?;
+    check_level(&mut d, ptr, level)?;
+    let counts = decode_counts(&mut d, ptr, bs)?;
+    // The entries are read from the used bytes only: reading past them is a truncation.
+    let mut d = Dec::new(&bytes[..counts.used], "tree node");
+    d.bytes(NODE_HEADER_SIZE)?;
+    let body = if level == 0 {
+        NodeBody::Leaf(decode_leaf_entries(&mut d, counts.nitems, bs)?)
+    } else {
+        NodeBody::Inner(decode_inner_entries(&mut d, id, ptr, counts.nitems)?)
+    };
+    check_no_stray_bytes(&d, ptr)?;
+    Ok(body)
+}
+
+/// A node is exactly one block.
+fn check_block_size(bytes: &[u8], bs: usize) -> Result<()> {
     if bytes.len() != bs {
         return Err(Error::Corrupt(format!(
             "node: {} bytes, block size {bs}",
             bytes.len()
         )));
     }
+    Ok(())
+}
+
+/// The crc32c of the block with its crc field zeroed must be the one the parent holds (checked
+/// first, so any damage is reported as a checksum error); returns it.
+fn check_parent_crc(bytes: &[u8], ptr: &BlockPtr) -> Result<u32> {
     let mut copy = bytes.to_vec();
     copy[NODE_CRC_OFF..NODE_CRC_OFF + 4].fill(0);
     let crc = crc32c::crc32c(&copy);
@@ -249,7 +276,11 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
             ),
         });
     }
-    let mut d = Dec::new(bytes, "tree node");
+    Ok(crc)
+}
+
+/// Reads the magic and the stored crc: a node, and its header agrees with the computed `crc`.
+fn check_magic_and_crc(d: &mut Dec, ptr: &BlockPtr, crc: u32) -> Result<()> {
     let magic = d.u32()?;
     let stored_crc = d.u32()?;
     if magic != NODE_MAGIC {
@@ -261,6 +292,13 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
             ptr.addr
         ));
     }
+    Ok(())
+}
+
+/// Reads the uuid, block number, generation and owner: the node belongs to this filesystem,
+/// was written where it was read from (or to its copy), by the commit the parent names, for
+/// the one tree.
+fn check_identity(d: &mut Dec, id: &NodeIdentity, ptr: &BlockPtr) -> Result<()> {
     if d.array::<16>()? != id.uuid {
         return d.corrupt(format_args!(
             "block {} belongs to another filesystem",
@@ -285,6 +323,11 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
     if owner != TREE_FS {
         return d.corrupt(format_args!("block {} owner {owner}", ptr.addr));
     }
+    Ok(())
+}
+
+/// Reads the level: the node is at the level its place in the tree gives it.
+fn check_level(d: &mut Dec, ptr: &BlockPtr, level: u8) -> Result<()> {
     let got_level = d.u8()?;
     if got_level != level {
         return d.corrupt(format_args!(
@@ -292,6 +335,18 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
             ptr.addr
         ));
     }
+    Ok(())
+}
+
+/// How many entries a node holds and how many of its bytes are used.
+struct NodeCounts {
+    nitems: usize,
+    used: usize,
+}
+
+/// Reads the rest of the header (the reserved bytes are not checked); the used bytes must
+/// cover the header and fit the block.
+fn decode_counts(d: &mut Dec, ptr: &BlockPtr, bs: usize) -> Result<NodeCounts> {
     d.u8()?;
     let nitems = d.u16()? as usize;
     let used = d.u32()? as usize;
@@ -299,35 +354,48 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
     if !(NODE_HEADER_SIZE..=bs).contains(&used) {
         return d.corrupt(format_args!("block {} used {used}", ptr.addr));
     }
-    let mut d = Dec::new(&bytes[..used], "tree node");
-    d.bytes(NODE_HEADER_SIZE)?;
-    let body = if level == 0 {
-        let mut items = Vec::with_capacity(nitems.min(bs / LEAF_ENTRY_OVERHEAD));
-        for _ in 0..nitems {
-            let k = Key::decode(&mut d)?;
-            let n = d.u16()? as usize;
-            items.push((k, d.bytes(n)?.to_vec()));
-        }
-        check_sorted(&d, items.iter().map(|(k, _)| k))?;
-        NodeBody::Leaf(items)
-    } else {
-        if nitems == 0 {
-            return d.corrupt(format_args!(
-                "block {}: inner node without children",
-                ptr.addr
-            ));
-        }
-        let mut children = Vec::with_capacity(nitems.min(bs / INNER_ENTRY_SIZE));
-        for _ in 0..nitems {
-            let k = Key::decode(&mut d)?;
-            children.push((
-                k,
-                BlockPtr::decode(&mut d, id.first_block, id.total_blocks)?,
-            ));
-        }
-        check_sorted(&d, children.iter().map(|(k, _)| k))?;
-        NodeBody::Inner(children)
-    };
+    Ok(NodeCounts { nitems, used })
+}
+
+/// Decodes a leaf's `nitems` entries, in strictly increasing key order. The preallocation is
+/// bounded by what a block can hold, whatever `nitems` claims.
+fn decode_leaf_entries(d: &mut Dec, nitems: usize, bs: usize) -> Result<Vec<(Key, Vec<u8>)>> {
+    let mut items = Vec::with_capacity(nitems.min(bs / LEAF_ENTRY_OVERHEAD));
+    for _ in 0..nitems {
+        let k = Key::decode(d)?;
+        let n = d.u16()? as usize;
+        items.push((k, d.bytes(n)?.to_vec()));
+    }
+    check_sorted(d, items.iter().map(|(k, _)| k))?;
+    Ok(items)
+}
+
+/// Decodes an inner node's `nitems` entries (at least one), in strictly increasing key order,
+/// each pointer inside the device. The preallocation is bounded as for a leaf.
+fn decode_inner_entries(
+    d: &mut Dec,
+    id: &NodeIdentity,
+    ptr: &BlockPtr,
+    nitems: usize,
+) -> Result<Vec<(Key, BlockPtr)>> {
+    if nitems == 0 {
+        return d.corrupt(format_args!(
+            "block {}: inner node without children",
+            ptr.addr
+        ));
+    }
+    let bs = id.block_size as usize;
+    let mut children = Vec::with_capacity(nitems.min(bs / INNER_ENTRY_SIZE));
+    for _ in 0..nitems {
+        let k = Key::decode(d)?;
+        children.push((k, BlockPtr::decode(d, id.first_block, id.total_blocks)?));
+    }
+    check_sorted(d, children.iter().map(|(k, _)| k))?;
+    Ok(children)
+}
+
+/// The entries end exactly where `used` says.
+fn check_no_stray_bytes(d: &Dec, ptr: &BlockPtr) -> Result<()> {
     if d.remaining() != 0 {
         return d.corrupt(format_args!(
             "block {}: {} stray bytes",
@@ -335,7 +403,7 @@ pub fn decode_node(id: &NodeIdentity, bytes: &[u8], ptr: &BlockPtr, level: u8) -
             d.remaining()
         ));
     }
-    Ok(body)
+    Ok(())
 }
 
 fn check_sorted<'a>(d: &Dec, keys: impl Iterator<Item = &'a Key>) -> Result<()> {

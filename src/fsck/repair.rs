@@ -155,26 +155,22 @@ impl Repair<'_> {
     /// Rewrites directory `d`'s DIRENT buckets and DIRINDEX entries so both hold exactly its
     /// merged names, giving a fresh cookie to a name whose cookie is reserved or taken.
     fn rebuild_dir(&mut self, d: u64) -> Result<()> {
-        let scan = self.scan;
-        let index: BTreeMap<u64, &[u8]> = scan
-            .dirindex
-            .get(&d)
-            .into_iter()
-            .flatten()
-            .map(|l| (l.cookie, &l.name[..]))
-            .collect();
+        let names = self.renumber_cookies(d);
+        let buckets = self.rewrite_dirent_buckets(d, &names)?;
+        let entries = self.rewrite_dirindex(d, &names)?;
+        self.actions.push(format!(
+            "directory {d}: rebuilt {buckets} lookup bucket(s) and {entries} readdir entr{} from the surviving halves",
+            if entries == 1 { "y" } else { "ies" }
+        ));
+        Ok(())
+    }
+
+    /// Directory `d`'s merged names with a cookie each of their own, also left in
+    /// `self.names`. They are put back there before the fresh cookies are drawn, so
+    /// `new_cookie` sees every cookie the directory already uses.
+    fn renumber_cookies(&mut self, d: u64) -> Names {
         let mut names = self.names.remove(&d).unwrap_or_default();
-        // Names whose readdir entry is theirs keep their cookie first.
-        let mut order: Vec<Vec<u8>> = names.keys().cloned().collect();
-        order.sort_by_key(|n| index.get(&names[n].cookie) != Some(&&n[..]));
-        let mut taken = BTreeSet::new();
-        let mut renumber = Vec::new();
-        for n in order {
-            let c = names[&n].cookie;
-            if c < FIRST_COOKIE || !taken.insert(c) {
-                renumber.push(n);
-            }
-        }
+        let renumber = names_to_renumber(self.scan, d, &names);
         self.names.insert(d, names.clone());
         for n in renumber {
             let c = self.new_cookie(d);
@@ -183,15 +179,15 @@ impl Repair<'_> {
             }
         }
         self.names.insert(d, names.clone());
-        let link = |name: &[u8], e: &Entry| DirLink {
-            name: name.to_vec(),
-            ino: e.ino,
-            kind: e.kind,
-            cookie: e.cookie,
-        };
-        // DIRENT buckets: desired against present, bucket by bucket.
+        names
+    }
+
+    /// DIRENT buckets of directory `d`: desired against present, bucket by bucket; each that
+    /// differs is rewritten, or removed if it should be empty. Returns how many.
+    fn rewrite_dirent_buckets(&mut self, d: u64, names: &Names) -> Result<usize> {
+        let scan = self.scan;
         let mut want: BTreeMap<u64, Vec<DirLink>> = BTreeMap::new();
-        for (n, e) in &names {
+        for (n, e) in names {
             want.entry(name_hash(n)).or_default().push(link(n, e));
         }
         let mut have: BTreeMap<u64, Vec<DirLink>> = BTreeMap::new();
@@ -220,7 +216,13 @@ impl Repair<'_> {
                 self.meta.tree.insert(key, encode_dirent_bucket(&w))?;
             }
         }
-        // DIRINDEX entries, cookie by cookie.
+        Ok(buckets)
+    }
+
+    /// DIRINDEX entries of directory `d`: desired against present, cookie by cookie; each that
+    /// differs is rewritten, or removed if no name has its cookie. Returns how many.
+    fn rewrite_dirindex(&mut self, d: u64, names: &Names) -> Result<usize> {
+        let scan = self.scan;
         let want: BTreeMap<u64, DirLink> =
             names.iter().map(|(n, e)| (e.cookie, link(n, e))).collect();
         let have: BTreeMap<u64, &DirLink> = scan
@@ -253,11 +255,7 @@ impl Repair<'_> {
                 }
             }
         }
-        self.actions.push(format!(
-            "directory {d}: rebuilt {buckets} lookup bucket(s) and {entries} readdir entr{} from the surviving halves",
-            if entries == 1 { "y" } else { "ies" }
-        ));
-        Ok(())
+        Ok(entries)
     }
 
     /// Adds `name -> e.ino` to directory `d` (both halves), with a fresh cookie.
@@ -311,6 +309,25 @@ impl Repair<'_> {
 
     /// `nlink`, `blocks`, `parent` and `next_cookie` of every inode, from the tree as repaired.
     fn derived_fields(&mut self) -> Result<()> {
+        let incoming = self.incoming_names();
+        let inos: Vec<u64> = self.inodes.keys().copied().collect();
+        for ino in inos {
+            if self.scan.orphans.contains(&ino) && !incoming.contains_key(&ino) {
+                // An orphan that could not be deleted (a non-empty directory): left alone.
+                continue;
+            }
+            let old = self.inodes[&ino].clone();
+            let parents = incoming.get(&ino).map_or(&[][..], |v| v);
+            let new = self.with_derived_fields(ino, &old, parents);
+            self.write_if_changed(ino, &old, &new)?;
+            self.inodes.insert(ino, new);
+        }
+        Ok(())
+    }
+
+    /// Per inode: the directories that name it (once per name), counting only names between
+    /// inodes that exist.
+    fn incoming_names(&self) -> BTreeMap<u64, Vec<u64>> {
         let mut incoming: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for (&d, names) in &self.names {
             if !self.inodes.contains_key(&d) {
@@ -322,68 +339,81 @@ impl Repair<'_> {
                 }
             }
         }
-        let inos: Vec<u64> = self.inodes.keys().copied().collect();
-        for ino in inos {
-            if self.scan.orphans.contains(&ino) && !incoming.contains_key(&ino) {
-                // An orphan that could not be deleted (a non-empty directory): left alone.
-                continue;
-            }
-            let old = self.inodes[&ino].clone();
-            let mut new = old.clone();
-            let parents = incoming.get(&ino).map_or(&[][..], |v| v);
-            if let Some(n) =
-                expected_nlink(ino, &new, parents.len(), self.names.get(&ino), &self.inodes)
-            {
-                new.nlink = n;
-            }
-            let mapped: u64 = self
-                .scan
-                .extents
-                .get(&ino)
-                .into_iter()
-                .flatten()
-                .map(|e| e.len)
-                .sum();
-            let reserved: u64 = self
-                .scan
-                .unwritten
-                .get(&ino)
-                .into_iter()
-                .flatten()
-                .map(|r| r.1)
-                .sum();
-            new.blocks = mapped + reserved;
-            if new.kind() == FileKind::Dir {
-                if ino == ROOT_INO {
-                    new.parent = ROOT_INO;
-                } else if let [p] = parents {
-                    new.parent = *p;
-                }
-                let seen = max_cookie(self.scan, &Analysis::default(), ino)
+        incoming
+    }
+
+    /// Inode `ino` (now `old`) with its derived fields as the tree gives them, `parents`
+    /// being the directories that name it.
+    fn with_derived_fields(&self, ino: u64, old: &InodeItem, parents: &[u64]) -> InodeItem {
+        let mut new = old.clone();
+        if let Some(n) =
+            expected_nlink(ino, &new, parents.len(), self.names.get(&ino), &self.inodes)
+        {
+            new.nlink = n;
+        }
+        new.blocks = self.block_count(ino);
+        if new.kind() == FileKind::Dir {
+            self.derive_dir_fields(ino, parents, &mut new);
+        }
+        new
+    }
+
+    /// The blocks a file holds: those its extents map and those fallocate reserved for it.
+    fn block_count(&self, ino: u64) -> u64 {
+        let mapped: u64 = self
+            .scan
+            .extents
+            .get(&ino)
+            .into_iter()
+            .flatten()
+            .map(|e| e.len)
+            .sum();
+        let reserved: u64 = self
+            .scan
+            .unwritten
+            .get(&ino)
+            .into_iter()
+            .flatten()
+            .map(|r| r.1)
+            .sum();
+        mapped + reserved
+    }
+
+    /// A directory's `parent` (the root is its own; otherwise its one parent, if it has
+    /// exactly one) and `next_cookie` (above every cookie it has handed out; never lowered).
+    fn derive_dir_fields(&self, ino: u64, parents: &[u64], new: &mut InodeItem) {
+        if ino == ROOT_INO {
+            new.parent = ROOT_INO;
+        } else if let [p] = parents {
+            new.parent = *p;
+        }
+        let seen = max_cookie(self.scan, &Analysis::default(), ino)
+            .into_iter()
+            .chain(
+                self.names
+                    .get(&ino)
                     .into_iter()
-                    .chain(
-                        self.names
-                            .get(&ino)
-                            .into_iter()
-                            .flatten()
-                            .map(|e| e.1.cookie),
-                    )
-                    .max();
-                if let Some(m) = seen {
-                    new.next_cookie = new.next_cookie.max(m + 1);
-                }
+                    .flatten()
+                    .map(|e| e.1.cookie),
+            )
+            .max();
+        if let Some(m) = seen {
+            new.next_cookie = new.next_cookie.max(m + 1);
+        }
+    }
+
+    /// Writes inode `ino` as `new` if it is new or differs from what the checked commit holds
+    /// (`old` stands in for an inode the repair created), describing the change.
+    fn write_if_changed(&mut self, ino: u64, old: &InodeItem, new: &InodeItem) -> Result<()> {
+        let is_new = !self.scan.inodes.contains_key(&ino);
+        let was = self.scan.inodes.get(&ino).unwrap_or(old);
+        if is_new || new != was {
+            self.meta
+                .tree
+                .insert(Key::new(ino, KIND_INODE, 0), new.encode())?;
+            if !is_new {
+                self.describe_change(ino, was, new);
             }
-            let is_new = !self.scan.inodes.contains_key(&ino);
-            let was = self.scan.inodes.get(&ino).unwrap_or(&old);
-            if is_new || new != *was {
-                self.meta
-                    .tree
-                    .insert(Key::new(ino, KIND_INODE, 0), new.encode())?;
-                if !is_new {
-                    self.describe_change(ino, was, &new);
-                }
-            }
-            self.inodes.insert(ino, new);
         }
         Ok(())
     }
@@ -451,4 +481,37 @@ impl Repair<'_> {
             actions: self.actions,
         })
     }
+}
+
+/// The on-disk link for name `name` of a directory.
+fn link(name: &[u8], e: &Entry) -> DirLink {
+    DirLink {
+        name: name.to_vec(),
+        ino: e.ino,
+        kind: e.kind,
+        cookie: e.cookie,
+    }
+}
+
+/// The names of directory `d` that need a fresh cookie: one reserved (below `FIRST_COOKIE`)
+/// or taken by another name. Names whose readdir entry is theirs keep their cookie first.
+fn names_to_renumber(scan: &Scan, d: u64, names: &Names) -> Vec<Vec<u8>> {
+    let index: BTreeMap<u64, &[u8]> = scan
+        .dirindex
+        .get(&d)
+        .into_iter()
+        .flatten()
+        .map(|l| (l.cookie, &l.name[..]))
+        .collect();
+    let mut order: Vec<Vec<u8>> = names.keys().cloned().collect();
+    order.sort_by_key(|n| index.get(&names[n].cookie) != Some(&&n[..]));
+    let mut taken = BTreeSet::new();
+    let mut renumber = Vec::new();
+    for n in order {
+        let c = names[&n].cookie;
+        if c < FIRST_COOKIE || !taken.insert(c) {
+            renumber.push(n);
+        }
+    }
+    renumber
 }

@@ -11,10 +11,10 @@ use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::Error;
 use crate::format::{
     block_crc, decode_block_count, decode_dirent_bucket, decode_dirindex, decode_node,
-    decode_xattr_bucket, max_item_value, name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key,
-    NodeBody, NodeIdentity, ScrubItem, Superblock, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT,
-    KIND_INODE, KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR, OBJECT_FS,
-    SB_SIZE, SB_SLOT_OFFSETS, SCRUB_CURRENT, SCRUB_LAST,
+    decode_xattr_bucket, max_item_value, name_hash, BlockNo, BlockPtr, DirLink, ExtentItem,
+    InodeItem, Key, NodeBody, NodeIdentity, ScrubItem, Superblock, KIND_DIRENT, KIND_DIRINDEX,
+    KIND_EXTENT, KIND_INODE, KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR,
+    OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS, SCRUB_CURRENT, SCRUB_LAST,
 };
 use crate::txn::identity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -429,6 +429,23 @@ impl Scan {
         bounds: (Key, Option<Key>),
         f: &mut Findings,
     ) {
+        self.count_node(ptr, level);
+        check_node_birth(ptr, parent_gen, f);
+        let Some(body) = self.read_good_copy(dev, ptr, level, bounds, f) else {
+            return;
+        };
+        match body {
+            NodeBody::Leaf(items) => {
+                for (k, v) in &items {
+                    self.item(k, v, bounds, ptr, f);
+                }
+            }
+            NodeBody::Inner(children) => self.children(dev, &children, ptr, level, bounds, f),
+        }
+    }
+
+    /// Counts the node and references its block and its copy's, for the allocation check.
+    fn count_node(&mut self, ptr: &BlockPtr, level: u8) {
         self.nodes += 1;
         self.refs.push(Ref {
             start: ptr.addr.0,
@@ -442,95 +459,78 @@ impl Scan {
                 owner: Owner::Node { level },
             });
         }
-        if ptr.birth_gen > parent_gen {
-            f.error(
-                Check::BirthGeneration,
-                false,
-                None,
-                Some(ptr.addr.0),
-                format!(
-                    "tree node at block {} was born in generation {}, after its parent's {parent_gen}",
-                    ptr.addr, ptr.birth_gen
-                ),
-            );
-        }
+    }
+
+    /// Reads both copies of `ptr`'s node and reports a damaged one; returns the body of a
+    /// good one (the first if both are), or reports the node damaged and returns none: the
+    /// items below it are not checked.
+    fn read_good_copy(
+        &self,
+        dev: &dyn BlockDevice,
+        ptr: &BlockPtr,
+        level: u8,
+        bounds: (Key, Option<Key>),
+        f: &mut Findings,
+    ) -> Option<NodeBody> {
         let range = describe_range(bounds);
-        // Both copies are checked; the items are checked from whichever is good.
         let first = self.read_node(dev, ptr, level);
         let second = ptr
             .copy_addr
             .map(|copy| (copy, self.read_node_at(dev, copy, ptr, level)));
-        if let (Err(e), Some((_, Ok(_)))) = (&first, &second) {
-            f.error(
-                Check::NodeCopyDamaged,
-                false,
-                None,
-                Some(ptr.addr.0),
-                format!(
-                    "the first copy of tree node {} (level {level}, keys {range}) is damaged: \
-                     {e}; its second copy is good (a mount that reads it rewrites the first)",
-                    ptr.addr
-                ),
-            );
-        }
-        if let (Ok(_), Some((copy, Err(e)))) = (&first, &second) {
-            f.error(
-                Check::NodeCopyDamaged,
-                false,
-                None,
-                Some(copy.0),
-                format!(
-                    "the second copy of tree node {} at block {copy} is damaged: {e}; \
-                     its first copy is good",
-                    ptr.addr
-                ),
-            );
-        }
-        let body =
-            match (first, second) {
-                (Ok(b), _) | (Err(_), Some((_, Ok(b)))) => b,
-                (Err(e), _) => {
-                    f.error(
-                        Check::NodeDamaged,
-                        false,
-                        None,
-                        Some(ptr.addr.0),
-                        format!(
+        report_damaged_copy(&first, &second, ptr, level, &range, f);
+        match (first, second) {
+            (Ok(b), _) | (Err(_), Some((_, Ok(b)))) => Some(b),
+            (Err(e), _) => {
+                f.error(
+                    Check::NodeDamaged,
+                    false,
+                    None,
+                    Some(ptr.addr.0),
+                    format!(
                         "tree node at block {} (level {level}, keys {range}) is damaged{}: {e}; \
                          the items below it are not checked",
                         ptr.addr,
-                        if ptr.copy_addr.is_some() { " in both copies" } else { "" }
+                        if ptr.copy_addr.is_some() {
+                            " in both copies"
+                        } else {
+                            ""
+                        }
                     ),
-                    );
-                    return;
-                }
-            };
-        match body {
-            NodeBody::Leaf(items) => {
-                for (k, v) in &items {
-                    self.item(k, v, bounds, ptr, f);
-                }
+                );
+                None
             }
-            NodeBody::Inner(children) => {
-                for (i, (sep, child)) in children.iter().enumerate() {
-                    let next = children.get(i + 1).map(|c| c.0).or(bounds.1);
-                    if i > 0 && !in_bounds(sep, bounds) {
-                        f.error(
-                            Check::KeyOrder,
-                            false,
-                            None,
-                            Some(ptr.addr.0),
-                            format!(
-                                "tree node at block {}: separator {} is outside its range {range}",
-                                ptr.addr,
-                                show_key(sep)
-                            ),
-                        );
-                    }
-                    let lo = if i == 0 { bounds.0.max(*sep) } else { *sep };
-                    self.node(dev, child, level - 1, ptr.birth_gen, (lo, next), f);
-                }
+        }
+    }
+
+    /// An inner node's children, each checked below it in turn with the key range its
+    /// separator and the next one allow (the first child keeps the node's own lower bound).
+    fn children(
+        &mut self,
+        dev: &dyn BlockDevice,
+        children: &[(Key, BlockPtr)],
+        ptr: &BlockPtr,
+        level: u8,
+        bounds: (Key, Option<Key>),
+        f: &mut Findings,
+    ) {
+        let range = describe_range(bounds);
+        for (i, (sep, child)) in children.iter().enumerate() {
+            let next = children.get(i + 1).map(|c| c.0).or(bounds.1);
+            if i > 0 && !in_bounds(sep, bounds) {
+                f.error(
+                    Check::KeyOrder,
+                    false,
+                    None,
+                    Some(ptr.addr.0),
+                    format!(
+                        "tree node at block {}: separator {} is outside its range {range}",
+                        ptr.addr,
+                        show_key(sep)
+                    ),
+                );
             }
+            let lo = if i == 0 { bounds.0.max(*sep) } else { *sep };
+            self.node(dev, child, level - 1, ptr.birth_gen, (lo, next), f);
         }
     }
 
@@ -612,108 +612,153 @@ impl Scan {
     }
 
     fn decode_item(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> Result<(), ItemError> {
-        let undecodable = |e: Error| ItemError::Undecodable(e.to_string());
-        if k.object == OBJECT_FS && ![KIND_ORPHAN, KIND_UNWRITTEN, KIND_SCRUB].contains(&k.kind) {
-            return Err(ItemError::Unknown(
-                "only ORPHAN, UNWRITTEN-total and SCRUB items live under object 0".into(),
-            ));
-        }
+        check_fs_object_kind(k)?;
         match k.kind {
-            KIND_INODE => {
-                if k.offset != 0 {
-                    return Err(ItemError::Unknown("an inode item with an offset".into()));
-                }
-                let inode = InodeItem::decode(v).map_err(undecodable)?;
-                self.inodes.insert(k.object, inode);
-            }
-            KIND_DIRENT => {
-                for link in decode_dirent_bucket(v).map_err(undecodable)? {
-                    self.dirents
-                        .entry(k.object)
-                        .or_default()
-                        .push((k.offset, link));
-                }
-            }
-            KIND_DIRINDEX => {
-                let link = decode_dirindex(v, k.offset).map_err(undecodable)?;
-                self.dirindex.entry(k.object).or_default().push(link);
-            }
-            KIND_XATTR => {
-                for (name, _) in decode_xattr_bucket(v).map_err(undecodable)? {
-                    let shown = String::from_utf8_lossy(&name).into_owned();
-                    if name_hash(&name) != k.offset {
-                        f.error(
-                            Check::NameHash,
-                            false,
-                            Some(k.object),
-                            None,
-                            format!(
-                                "inode {}: xattr {shown} is in the bucket of another hash",
-                                k.object
-                            ),
-                        );
-                    }
-                    if !self.xattrs.entry(k.object).or_default().insert(name) {
-                        f.error(
-                            Check::DuplicateName,
-                            false,
-                            Some(k.object),
-                            None,
-                            format!("inode {}: xattr {shown} is stored twice", k.object),
-                        );
-                    }
-                }
-            }
+            KIND_INODE => self.inode_item(k, v)?,
+            KIND_DIRENT => self.dirent_item(k, v)?,
+            KIND_DIRINDEX => self.dirindex_item(k, v)?,
+            KIND_XATTR => self.xattr_item(k, v, f)?,
             KIND_EXTENT => self.extent(k, v, f).map_err(undecodable)?,
-            KIND_UNWRITTEN => {
-                let n = decode_block_count(v).map_err(undecodable)?;
-                if k.object == OBJECT_FS {
-                    self.unwritten_totals.insert(k.offset, n);
-                } else {
-                    self.unwritten
-                        .entry(k.object)
-                        .or_default()
-                        .push((k.offset, n));
-                }
-            }
-            KIND_SYMLINK => {
-                self.symlinks
-                    .entry(k.object)
-                    .or_default()
-                    .push((k.offset, v.len()));
-            }
-            KIND_ORPHAN => {
-                if k.object != OBJECT_FS || !v.is_empty() {
-                    return Err(ItemError::Unknown(
-                        "an ORPHAN item must be (0, ORPHAN, ino) and empty".into(),
-                    ));
-                }
-                self.orphans.insert(k.offset);
-            }
-            KIND_SCRUB => {
-                if k.object != OBJECT_FS || ![SCRUB_CURRENT, SCRUB_LAST].contains(&k.offset) {
-                    return Err(ItemError::Unknown(
-                        "a SCRUB item must be (0, SCRUB, 0 or 1)".into(),
-                    ));
-                }
-                ScrubItem::decode(v, k.offset, self.sb.total_blocks).map_err(undecodable)?;
-            }
+            KIND_UNWRITTEN => self.unwritten_item(k, v)?,
+            KIND_SYMLINK => self.symlink_item(k, v),
+            KIND_ORPHAN => self.orphan_item(k, v)?,
+            KIND_SCRUB => self.scrub_item(k, v)?,
             other => return Err(ItemError::Unknown(format!("unknown item kind {other}"))),
         }
+        Ok(())
+    }
+
+    /// An INODE item, at offset 0.
+    fn inode_item(&mut self, k: &Key, v: &[u8]) -> Result<(), ItemError> {
+        if k.offset != 0 {
+            return Err(ItemError::Unknown("an inode item with an offset".into()));
+        }
+        let inode = InodeItem::decode(v).map_err(undecodable)?;
+        self.inodes.insert(k.object, inode);
+        Ok(())
+    }
+
+    /// A DIRENT bucket: its entries, with the bucket's hash (checked against the names later).
+    fn dirent_item(&mut self, k: &Key, v: &[u8]) -> Result<(), ItemError> {
+        for link in decode_dirent_bucket(v).map_err(undecodable)? {
+            self.dirents
+                .entry(k.object)
+                .or_default()
+                .push((k.offset, link));
+        }
+        Ok(())
+    }
+
+    /// A DIRINDEX entry (its cookie is the key's offset).
+    fn dirindex_item(&mut self, k: &Key, v: &[u8]) -> Result<(), ItemError> {
+        let link = decode_dirindex(v, k.offset).map_err(undecodable)?;
+        self.dirindex.entry(k.object).or_default().push(link);
+        Ok(())
+    }
+
+    /// An XATTR bucket: every name in the bucket of its hash, and stored once per inode.
+    fn xattr_item(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> Result<(), ItemError> {
+        for (name, _) in decode_xattr_bucket(v).map_err(undecodable)? {
+            let shown = String::from_utf8_lossy(&name).into_owned();
+            if name_hash(&name) != k.offset {
+                f.error(
+                    Check::NameHash,
+                    false,
+                    Some(k.object),
+                    None,
+                    format!(
+                        "inode {}: xattr {shown} is in the bucket of another hash",
+                        k.object
+                    ),
+                );
+            }
+            if !self.xattrs.entry(k.object).or_default().insert(name) {
+                f.error(
+                    Check::DuplicateName,
+                    false,
+                    Some(k.object),
+                    None,
+                    format!("inode {}: xattr {shown} is stored twice", k.object),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// An UNWRITTEN item: a file's reserved run, or under object 0 a file's recorded total.
+    fn unwritten_item(&mut self, k: &Key, v: &[u8]) -> Result<(), ItemError> {
+        let n = decode_block_count(v).map_err(undecodable)?;
+        if k.object == OBJECT_FS {
+            self.unwritten_totals.insert(k.offset, n);
+        } else {
+            self.unwritten
+                .entry(k.object)
+                .or_default()
+                .push((k.offset, n));
+        }
+        Ok(())
+    }
+
+    /// A SYMLINK chunk: its index and length (the chunks are checked together later).
+    fn symlink_item(&mut self, k: &Key, v: &[u8]) {
+        self.symlinks
+            .entry(k.object)
+            .or_default()
+            .push((k.offset, v.len()));
+    }
+
+    /// An ORPHAN item: (0, ORPHAN, ino), empty.
+    fn orphan_item(&mut self, k: &Key, v: &[u8]) -> Result<(), ItemError> {
+        if k.object != OBJECT_FS || !v.is_empty() {
+            return Err(ItemError::Unknown(
+                "an ORPHAN item must be (0, ORPHAN, ino) and empty".into(),
+            ));
+        }
+        self.orphans.insert(k.offset);
+        Ok(())
+    }
+
+    /// A SCRUB item: (0, SCRUB, 0 or 1), decodable with its blocks inside the device.
+    fn scrub_item(&mut self, k: &Key, v: &[u8]) -> Result<(), ItemError> {
+        if k.object != OBJECT_FS || ![SCRUB_CURRENT, SCRUB_LAST].contains(&k.offset) {
+            return Err(ItemError::Unknown(
+                "a SCRUB item must be (0, SCRUB, 0 or 1)".into(),
+            ));
+        }
+        ScrubItem::decode(v, k.offset, self.sb.total_blocks).map_err(undecodable)?;
         Ok(())
     }
 
     fn extent(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> crate::Result<()> {
         // Decoded without a range first, so that a range problem is reported as one.
         let e = ExtentItem::decode(v, 0, u64::MAX)?;
-        let (first, total) = (self.sb.first_block, self.sb.total_blocks);
-        let end = e.disk_start + e.len();
+        self.check_copy_count(k, &e)?;
+        self.other_copies(k, &e, f);
+        self.first_copy(k, &e, f);
+        self.check_extent_birth(k, &e, f);
+        self.extents.entry(k.object).or_default().push(Ext {
+            file_block: k.offset,
+            len: e.len(),
+        });
+        Ok(())
+    }
+
+    /// An extent has no more copies than the filesystem keeps.
+    fn check_copy_count(&self, k: &Key, e: &ExtentItem) -> crate::Result<()> {
         if e.starts().len() as u64 > self.sb.data_copies() {
             return Err(Error::Corrupt(format!(
                 "extent at file block {} has a second copy but the filesystem has one data copy",
                 k.offset
             )));
         }
+        Ok(())
+    }
+
+    /// The extent's copies after the first: each inside the device is referenced, and, if the
+    /// first copy is inside too, remembered for `check_data_copies`.
+    fn other_copies(&mut self, k: &Key, e: &ExtentItem, f: &mut Findings) {
+        let (first, total) = (self.sb.first_block, self.sb.total_blocks);
+        let end = e.disk_start + e.len();
         for copy in e.starts().others() {
             let copy_end = copy + e.len();
             if copy < first || copy_end > total {
@@ -742,6 +787,12 @@ impl Scan {
                 }
             }
         }
+    }
+
+    /// The extent's first copy: referenced if inside the device.
+    fn first_copy(&mut self, k: &Key, e: &ExtentItem, f: &mut Findings) {
+        let (first, total) = (self.sb.first_block, self.sb.total_blocks);
+        let end = e.disk_start + e.len();
         if e.disk_start < first || end > total {
             f.error(
                 Check::BlockOutOfRange,
@@ -763,6 +814,10 @@ impl Scan {
                 },
             });
         }
+    }
+
+    /// An extent is not born after the commit that holds it.
+    fn check_extent_birth(&self, k: &Key, e: &ExtentItem, f: &mut Findings) {
         if e.birth_gen > self.sb.generation {
             f.error(
                 Check::BirthGeneration,
@@ -775,11 +830,6 @@ impl Scan {
                 ),
             );
         }
-        self.extents.entry(k.object).or_default().push(Ext {
-            file_block: k.offset,
-            len: e.len(),
-        });
-        Ok(())
     }
 
     /// Every referenced block exactly once; counts what is referenced.
@@ -825,6 +875,73 @@ impl Scan {
 enum ItemError {
     Unknown(String),
     Undecodable(String),
+}
+
+fn undecodable(e: Error) -> ItemError {
+    ItemError::Undecodable(e.to_string())
+}
+
+/// Under object 0 live only ORPHAN, UNWRITTEN-total and SCRUB items.
+fn check_fs_object_kind(k: &Key) -> Result<(), ItemError> {
+    if k.object == OBJECT_FS && ![KIND_ORPHAN, KIND_UNWRITTEN, KIND_SCRUB].contains(&k.kind) {
+        return Err(ItemError::Unknown(
+            "only ORPHAN, UNWRITTEN-total and SCRUB items live under object 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A node is not born after its parent.
+fn check_node_birth(ptr: &BlockPtr, parent_gen: u64, f: &mut Findings) {
+    if ptr.birth_gen > parent_gen {
+        f.error(
+            Check::BirthGeneration,
+            false,
+            None,
+            Some(ptr.addr.0),
+            format!(
+                "tree node at block {} was born in generation {}, after its parent's {parent_gen}",
+                ptr.addr, ptr.birth_gen
+            ),
+        );
+    }
+}
+
+/// Reports a node copy that is damaged while the other is good.
+fn report_damaged_copy(
+    first: &crate::Result<NodeBody>,
+    second: &Option<(BlockNo, crate::Result<NodeBody>)>,
+    ptr: &BlockPtr,
+    level: u8,
+    range: &str,
+    f: &mut Findings,
+) {
+    if let (Err(e), Some((_, Ok(_)))) = (first, second) {
+        f.error(
+            Check::NodeCopyDamaged,
+            false,
+            None,
+            Some(ptr.addr.0),
+            format!(
+                "the first copy of tree node {} (level {level}, keys {range}) is damaged: \
+                 {e}; its second copy is good (a mount that reads it rewrites the first)",
+                ptr.addr
+            ),
+        );
+    }
+    if let (Ok(_), Some((copy, Err(e)))) = (first, second) {
+        f.error(
+            Check::NodeCopyDamaged,
+            false,
+            None,
+            Some(copy.0),
+            format!(
+                "the second copy of tree node {} at block {copy} is damaged: {e}; \
+                 its first copy is good",
+                ptr.addr
+            ),
+        );
+    }
 }
 
 fn ext_ino(o: &Owner) -> Option<u64> {
