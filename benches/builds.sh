@@ -33,7 +33,8 @@ OUT=$WORK/figures.txt; : > "$OUT"
 
 # One line per measurement: ROUND BUILD WORKLOAD VALUE
 measure() {
-  local r=$1 name=$2 bin=$3 w=$WORK/$name
+  local r=$1 name=$2 bin=$3
+  local w=$WORK/$name
   bash "$REPO/benches/seq.sh" --only stablefs --rounds 1 --size "$SIZE" --bin "$bin" \
     --work "$w/seq" > "$w.seq.log" 2>&1
   python3 - "$w/seq/out" "$r" "$name" >> "$OUT" <<'PY'
