@@ -198,7 +198,8 @@ impl State {
             if items.is_empty() {
                 break;
             }
-            for (k, _) in items {
+            for (k, v) in items {
+                self.forget_data_item(&k, &v)?;
                 self.meta.tree.remove(&k)?;
             }
         }

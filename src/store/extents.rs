@@ -4,7 +4,7 @@
 use super::state::{DirtyBlock, State};
 use super::{ObjId, Owner};
 use crate::error::{Error, Result};
-use crate::format::{block_crc, Copies, ExtentItem, Key, KIND_EXTENT, KIND_UNWRITTEN};
+use crate::format::{block_crc, Copies, ExtentItem, Key, KIND_EXTENT};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -210,32 +210,26 @@ impl<E> State<E> {
         Ok(unmapped)
     }
 
-    /// The object is being deleted: its reservations, its extents (every copy is freed at the
-    /// next commit) and its blocks in memory go.
+    /// The object is being deleted: its reservation total and its blocks in memory go now.
+    /// The caller removes its items from the tree, handing each to `forget_data_item` first.
     pub fn forget_data(&mut self, obj: ObjId) -> Result<()> {
         self.forget_unwritten(obj)?;
-        let (first, total) = self.extent_bounds();
-        for kind in [KIND_EXTENT, KIND_UNWRITTEN] {
-            let (from, to) = (Key::new(obj, kind, 0), Key::new(obj, kind, u64::MAX));
-            loop {
-                let items = self.meta.tree.range(&from, &to, 256)?;
-                if items.is_empty() {
-                    break;
-                }
-                for (k, v) in items {
-                    if kind == KIND_EXTENT {
-                        for (s, l) in ExtentItem::decode(&v, first, total)?.runs() {
-                            self.meta.alloc.free_later(s, l);
-                        }
-                    }
-                    self.meta.tree.remove(&k)?;
-                }
-            }
-        }
         if let Some(d) = self.dirty.remove(&obj) {
             self.dirty_gone(obj, d.values());
         }
         self.writeback.remove(&obj);
+        Ok(())
+    }
+
+    /// An item of an object being deleted, before the caller removes it: an extent's device
+    /// blocks (every copy) are freed at the next commit.
+    pub fn forget_data_item(&mut self, key: &Key, value: &[u8]) -> Result<()> {
+        if key.kind == KIND_EXTENT {
+            let (first, total) = self.extent_bounds();
+            for (s, l) in ExtentItem::decode(value, first, total)?.runs() {
+                self.meta.alloc.free_later(s, l);
+            }
+        }
         Ok(())
     }
 
