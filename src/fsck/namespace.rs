@@ -153,13 +153,7 @@ fn check_inode_items(scan: &Scan, ino: u64, inode: &InodeItem, f: &mut Findings)
             wrong_kind("directory entries"),
         );
     }
-    let reserved: u64 = scan
-        .unwritten
-        .get(&ino)
-        .into_iter()
-        .flatten()
-        .map(|r| r.1)
-        .sum();
+    let reserved = scan.reserved_blocks(ino);
     if reserved > 0 && kind != FileKind::File {
         f.error(
             Check::ItemKind,

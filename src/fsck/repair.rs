@@ -368,15 +368,7 @@ impl Repair<'_> {
             .flatten()
             .map(|e| e.len)
             .sum();
-        let reserved: u64 = self
-            .scan
-            .unwritten
-            .get(&ino)
-            .into_iter()
-            .flatten()
-            .map(|r| r.1)
-            .sum();
-        mapped + reserved
+        mapped + self.scan.reserved_blocks(ino)
     }
 
     /// A directory's `parent` (the root is its own; otherwise its one parent, if it has

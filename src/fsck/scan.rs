@@ -327,6 +327,16 @@ fn annotate_slots(
 }
 
 impl Scan {
+    /// Blocks `fallocate` reserved for `ino` (the lengths of its UNWRITTEN runs).
+    pub fn reserved_blocks(&self, ino: u64) -> u64 {
+        self.unwritten
+            .get(&ino)
+            .into_iter()
+            .flatten()
+            .map(|r| r.1)
+            .sum()
+    }
+
     /// Walks the whole tree of `sb`, verifying every node and decoding every item.
     pub fn run(dev: &dyn BlockDevice, sb: Superblock, f: &mut Findings) -> Scan {
         let id = identity(&sb);

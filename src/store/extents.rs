@@ -327,7 +327,7 @@ impl<E: Owner> State<E> {
             left: budget,
             jobs: Vec::new(),
         };
-        // In inode order: the same writes land on the same blocks in every run (a seeded
+        // In object order: the same writes land on the same blocks in every run (a seeded
         // test's fault index names the same block), and files written together stay close.
         let mut inos: Vec<ObjId> = self.dirty.keys().copied().collect();
         inos.sort_unstable();

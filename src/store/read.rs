@@ -149,7 +149,7 @@ impl<E: Owner> Store<E> {
         r
     }
 
-    /// The first copy of a data block (inode `obj`, file offset `offset`) is bad (`why`):
+    /// The first copy of a data block (object `obj`, file offset `offset`) is bad (`why`):
     /// reads the other copies in turn into `out`. The first that verifies serves the read and
     /// the first copy is rewritten from it; if none does, every copy is bad: `EIO`, logged once.
     fn other_copies(

@@ -324,7 +324,7 @@ impl<E> State<E> {
         self.adjust_unwritten_total(obj, added, 0)
     }
 
-    /// Updates the inode's reservation total on the medium and the filesystem's in memory.
+    /// Updates the object's reservation total on the medium and the store's in memory.
     fn adjust_unwritten_total(&mut self, obj: ObjId, added: u64, removed: u64) -> Result<()> {
         if added == removed {
             return Ok(());
@@ -348,7 +348,8 @@ impl<E> State<E> {
         Ok(())
     }
 
-    /// The inode is being deleted: its reservations go with it (the caller removes its runs).
+    /// The object is being deleted: its reservation total goes with it (the caller removes its
+    /// runs).
     pub fn forget_unwritten(&mut self, obj: ObjId) -> Result<()> {
         if let Some(v) = self.meta.tree.remove(&unwritten_total_key(obj))? {
             let n = decode_block_count(&v)?;

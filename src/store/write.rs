@@ -298,7 +298,7 @@ fn partial_blocks(b0: u64, b1: u64, full: &[(u64, DirtyBlock)]) -> Vec<u64> {
     partial
 }
 
-/// Makes the whole blocks dirty. One adds to the inode's blocks unless an extent maps it (a
+/// Makes the whole blocks dirty. One adds to the object's blocks unless an extent maps it (a
 /// dirty block there already keeps its own answer: see `insert_dirty`).
 fn place_whole_blocks<E>(
     st: &mut State<E>,
