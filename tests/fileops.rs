@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TestFs;
+use common::{open_rw, TestFs};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -74,16 +74,6 @@ fn copy_range(src: &File, off_in: u64, dst: &File, off_out: u64, len: u64) -> Re
     } else {
         Ok(r as u64)
     }
-}
-
-fn open_rw(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(p)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", p.display()))
 }
 
 fn read_at(f: &File, offset: u64, len: usize) -> Vec<u8> {

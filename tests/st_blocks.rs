@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{run, scratch_dir, stablefs_bin, Ext4, TestFs};
+use common::{open_rw, run, scratch_dir, stablefs_bin, Ext4, TestFs};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -25,16 +25,6 @@ fn pattern(len: u64, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8 | 1)
         .collect()
-}
-
-fn open_rw(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(p)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", p.display()))
 }
 
 fn fallocate(f: &File, mode: i32, offset: u64, len: u64) {

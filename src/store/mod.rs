@@ -209,14 +209,6 @@ impl<E: Owner> Store<E> {
         self.lock().meta.sb.generation
     }
 
-    pub fn block_size(&self) -> u32 {
-        self.bs
-    }
-
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
     /// Has a device write or flush failed (nothing more is committed)?
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
@@ -224,11 +216,6 @@ impl<E: Owner> Store<E> {
 
     pub fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::SeqCst)
-    }
-
-    /// The device, for what reads beside the store (the tree's own node reads).
-    pub fn device(&self) -> &Arc<dyn BlockDevice> {
-        &self.dev
     }
 
     /// Taken shared while block addresses looked up under the lock are read (see `io_gate`).

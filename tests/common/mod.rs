@@ -178,6 +178,19 @@ pub fn mkfs(image: &Path, size: &str, extra: &[&str]) {
         .arg(image));
 }
 
+/// Opens `p` for reading and writing, creating it if missing (never truncating); panics
+/// naming the path.
+#[track_caller]
+pub fn open_rw(p: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", p.display()))
+}
+
 /// Writes `bytes` to `path` (created or truncated); panics naming the path.
 #[track_caller]
 pub fn write_file(path: &Path, bytes: &[u8]) {
