@@ -16,8 +16,9 @@ REPO=$PWD
 export DEBIAN_FRONTEND=noninteractive
 if [ -d "$HOME/.cargo/bin" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 
-# libacl1-dev: pjdfstest links libacl.
-PKGS=(fuse3 fio stress-ng util-linux bsdutils e2fsprogs btrfs-progs xfsprogs libacl1-dev)
+# libacl1-dev: pjdfstest links libacl. acl, attr, python3, xfs_io (xfsprogs): the differential
+# tests' scripts (tests/common/differential.rs).
+PKGS=(fuse3 fio stress-ng util-linux bsdutils e2fsprogs btrfs-progs xfsprogs libacl1-dev acl attr python3)
 
 step() { echo "==> $*" >&2; }
 

@@ -460,7 +460,7 @@ const INODE_GOLDEN: &[u8] = &[
     0x48, 0x47, 0x46, 0x45, 0x44, 0x43, 0x42, 0x41,  //  16 size
     0x58, 0x57, 0x56, 0x55, 0x54, 0x53, 0x52, 0x51,  //  24 blocks
     0x64, 0x63, 0x62, 0x61,                          //  32 rdev
-    0x00, 0x00, 0x00, 0x00,                          //  36 flags
+    0x68, 0x67, 0x66, 0x65,                          //  36 flags
     0x78, 0x77, 0x76, 0x75, 0x74, 0x73, 0x72, 0x71,  //  40 atime.sec
     0x04, 0x03, 0x02, 0x01,                          //  48 atime.nsec
     0x7a, 0x6a, 0x5a, 0x4a, 0x3a, 0x2a, 0x1a, 0x0a,  //  52 mtime.sec
@@ -471,7 +471,7 @@ const INODE_GOLDEN: &[u8] = &[
     0x10, 0x0f, 0x0e, 0x0d,                          //  84 crtime.nsec
     0x88, 0x87, 0x86, 0x85, 0x84, 0x83, 0x82, 0x81,  //  88 parent
     0x98, 0x97, 0x96, 0x95, 0x94, 0x93, 0x92, 0x91,  //  96 next_cookie
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // 104 reserved
+    0xa8, 0xa7, 0xa6, 0xa5, 0xa4, 0xa3, 0xa2, 0xa1,  // 104 generation
 ];
 
 #[test]
@@ -485,6 +485,7 @@ fn inode_item_golden() {
         size: 0x4142_4344_4546_4748,
         blocks: 0x5152_5354_5556_5758,
         rdev: 0x6162_6364,
+        flags: 0x6566_6768,
         atime: time(0x7172_7374_7576_7778, 0x0102_0304),
         mtime: time(0x0a1a_2a3a_4a5a_6a7a, 0x0506_0708),
         ctime: time(0x0b1b_2b3b_4b5b_6b7b, 0x090a_0b0c),
@@ -492,6 +493,7 @@ fn inode_item_golden() {
         crtime: time(-0x0c1c_2c3c_4c5c_6c7c, 0x0d0e_0f10),
         parent: 0x8182_8384_8586_8788,
         next_cookie: 0x9192_9394_9596_9798,
+        generation: 0xa1a2_a3a4_a5a6_a7a8,
     };
     assert_eq!(ino.encode(), INODE_GOLDEN);
     assert_eq!(InodeItem::decode(INODE_GOLDEN).unwrap(), ino);
@@ -505,7 +507,7 @@ fn inode_item_golden() {
     assert_eq!(at(g, INODE_SIZE_OFF), ino.size.to_le_bytes());
     assert_eq!(at(g, INODE_BLOCKS_OFF), ino.blocks.to_le_bytes());
     assert_eq!(at(g, INODE_RDEV_OFF), ino.rdev.to_le_bytes());
-    assert_eq!(at(g, INODE_FLAGS_OFF), [0; 4]);
+    assert_eq!(at(g, INODE_FLAGS_OFF), ino.flags.to_le_bytes());
     for (off, t) in [
         (INODE_ATIME_OFF, ino.atime),
         (INODE_MTIME_OFF, ino.mtime),
@@ -517,7 +519,7 @@ fn inode_item_golden() {
     }
     assert_eq!(at(g, INODE_PARENT_OFF), ino.parent.to_le_bytes());
     assert_eq!(at(g, INODE_NEXT_COOKIE_OFF), ino.next_cookie.to_le_bytes());
-    assert_eq!(at(g, INODE_RESERVED_OFF), [0; 8]);
+    assert_eq!(at(g, INODE_GENERATION_OFF), ino.generation.to_le_bytes());
 }
 
 #[rustfmt::skip]

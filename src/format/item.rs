@@ -21,10 +21,13 @@
 //!
 //! InodeItem
 //!   0 mode u32 | 4 uid u32 | 8 gid u32 | 12 nlink u32 | 16 size u64 | 24 blocks u64 (allocated)
-//!  32 rdev u32 | 36 flags u32 (zero) | 40 atime | 52 mtime | 64 ctime | 76 crtime
+//!  32 rdev u32 | 36 flags u32 (inode flags, `FS_IOC_GETFLAGS` bits; 0 on images made
+//!     before they existed) | 40 atime | 52 mtime | 64 ctime | 76 crtime
 //!     (each: seconds i64, nanoseconds u32)
 //!  88 parent u64 (directories: the ino of "..") | 96 next_cookie u64 (directories: next
-//!     readdir cookie to hand out) | 104 reserved u64
+//!     readdir cookie to hand out) | 104 generation u64 (told to the kernel with every entry,
+//!     kept in file handles: tells this inode from an earlier one of the same number; 0 on
+//!     images made before it existed)
 //!   (blocks: mapped by EXTENT items plus reserved by UNWRITTEN ones)
 //!
 //! ExtentItem, 20 + 4n bytes (one copy) or 28 + 4n bytes (two copies)
@@ -80,7 +83,7 @@ pub const INODE_CTIME_OFF: usize = INODE_MTIME_OFF + TIME_SIZE;
 pub const INODE_CRTIME_OFF: usize = INODE_CTIME_OFF + TIME_SIZE;
 pub const INODE_PARENT_OFF: usize = INODE_CRTIME_OFF + TIME_SIZE;
 pub const INODE_NEXT_COOKIE_OFF: usize = INODE_PARENT_OFF + 8;
-pub const INODE_RESERVED_OFF: usize = INODE_NEXT_COOKIE_OFF + 8;
+pub const INODE_GENERATION_OFF: usize = INODE_NEXT_COOKIE_OFF + 8;
 pub const INODE_ITEM_SIZE: usize = 112;
 
 /// Offsets inside one entry of a DIRENT bucket; the name fills the rest of the entry.
@@ -113,7 +116,7 @@ pub const EXTENT_CRCS_WITH_COPY_OFF: usize = EXTENT_COPY_START_OFF + 8;
 /// An UNWRITTEN item: one u64 block count.
 pub const BLOCK_COUNT_SIZE: usize = 8;
 
-const _: () = assert!(INODE_RESERVED_OFF + 8 == INODE_ITEM_SIZE);
+const _: () = assert!(INODE_GENERATION_OFF + 8 == INODE_ITEM_SIZE);
 const _: () = assert!(TIME_SIZE == 12);
 const _: () = assert!(EXTENT_CRCS_OFF == 20 && EXTENT_CRCS_WITH_COPY_OFF == 28);
 // Every item kind fits a leaf of the smallest block size: an inode, a block count, a one-block
@@ -133,12 +136,16 @@ pub struct InodeItem {
     pub size: u64,
     pub blocks: u64,
     pub rdev: u32,
+    /// Inode flags (`FS_IOC_GETFLAGS` bits).
+    pub flags: u32,
     pub atime: Timespec,
     pub mtime: Timespec,
     pub ctime: Timespec,
     pub crtime: Timespec,
     pub parent: u64,
     pub next_cookie: u64,
+    /// Tells this inode from an earlier one that had the same number (file handles).
+    pub generation: u64,
 }
 
 fn enc_time(e: &mut Enc, t: Timespec) {
@@ -165,12 +172,14 @@ impl InodeItem {
             size: 0,
             blocks: 0,
             rdev: 0,
+            flags: 0,
             atime: now,
             mtime: now,
             ctime: now,
             crtime: now,
             parent,
             next_cookie: FIRST_COOKIE,
+            generation: 0,
         }
     }
 
@@ -182,11 +191,16 @@ impl InodeItem {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::with_capacity(INODE_ITEM_SIZE);
         e.u32(self.mode).u32(self.uid).u32(self.gid).u32(self.nlink);
-        e.u64(self.size).u64(self.blocks).u32(self.rdev).u32(0);
+        e.u64(self.size)
+            .u64(self.blocks)
+            .u32(self.rdev)
+            .u32(self.flags);
         for t in [self.atime, self.mtime, self.ctime, self.crtime] {
             enc_time(&mut e, t);
         }
-        e.u64(self.parent).u64(self.next_cookie).u64(0);
+        e.u64(self.parent)
+            .u64(self.next_cookie)
+            .u64(self.generation);
         debug_assert_eq!(e.len(), INODE_ITEM_SIZE);
         e.buf
     }
@@ -201,15 +215,14 @@ impl InodeItem {
             return d.corrupt(format_args!("mode {mode:o}"));
         }
         let (uid, gid, nlink) = (d.u32()?, d.u32()?, d.u32()?);
-        let (size, blocks, rdev) = (d.u64()?, d.u64()?, d.u32()?);
-        d.u32()?;
+        let (size, blocks, rdev, flags) = (d.u64()?, d.u64()?, d.u32()?, d.u32()?);
         let (atime, mtime, ctime, crtime) = (
             dec_time(&mut d)?,
             dec_time(&mut d)?,
             dec_time(&mut d)?,
             dec_time(&mut d)?,
         );
-        let (parent, next_cookie) = (d.u64()?, d.u64()?);
+        let (parent, next_cookie, generation) = (d.u64()?, d.u64()?, d.u64()?);
         Ok(InodeItem {
             mode,
             uid,
@@ -218,12 +231,14 @@ impl InodeItem {
             size,
             blocks,
             rdev,
+            flags,
             atime,
             mtime,
             ctime,
             crtime,
             parent,
             next_cookie,
+            generation,
         })
     }
 }

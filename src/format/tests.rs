@@ -150,12 +150,14 @@ fn items_round_trip() {
         size: 1 << 40,
         blocks: 9,
         rdev: 0,
+        flags: 0o1234,
         atime: t,
         mtime: t,
         ctime: t,
         crtime: t,
         parent: 0,
         next_cookie: 0,
+        generation: u64::MAX,
     };
     assert_eq!(InodeItem::decode(&ino.encode()).unwrap(), ino);
     let links = vec![DirLink {

@@ -141,12 +141,14 @@ impl Fs {
             size: 0,
             blocks: 0,
             rdev,
+            flags: 0,
             atime: t,
             mtime: t,
             ctime: t,
             crtime: t,
             parent: 0,
             next_cookie: FIRST_COOKIE,
+            generation: 0,
         }
     }
 

@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod differential;
+
 /// How long a mount may take to appear.
 pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a daemon may take to exit after an unmount or a signal.
@@ -1095,17 +1097,29 @@ pub struct Ext4 {
 impl Ext4 {
     #[track_caller]
     pub fn new(size: &str) -> Ext4 {
+        Ext4::with(size, &[], "")
+    }
+
+    /// With more `mkfs.ext4` arguments (e.g. `-O ea_inode`) and `mount -o MOUNT_OPTS` (none
+    /// if empty).
+    #[track_caller]
+    pub fn with(size: &str, mkfs_args: &[&str], mount_opts: &str) -> Ext4 {
         let dir = scratch_dir();
         let image = dir.path().join("ext4.img");
         run(Command::new("truncate").args(["-s", size]).arg(&image));
         let lo = Loop::attach(&image, None);
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-b", "4096"])
+            .args(mkfs_args)
             .arg(lo.path()));
         let mnt = dir.path().join("mnt");
         fs::create_dir(&mnt).unwrap();
         let mnt = fs::canonicalize(&mnt).unwrap();
-        run(Command::new("mount").arg(lo.path()).arg(&mnt));
+        let mut mount = Command::new("mount");
+        if !mount_opts.is_empty() {
+            mount.args(["-o", mount_opts]);
+        }
+        run(mount.arg(lo.path()).arg(&mnt));
         Ext4 {
             mnt,
             _lo: lo,
