@@ -39,7 +39,7 @@ use stablefs::txn::Meta;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 const BS: u64 = 4096;
 const IMAGE_BYTES: u64 = 16 << 20;
 const XATTR: &[u8] = b"user.tag";
@@ -82,7 +82,7 @@ fn file_ino(fs: &Fs, dir: &str, file: &str) -> R<Ino> {
 
 fn write_all(fs: &Fs, ino: Ino, offset: u64, data: &[u8]) -> R<()> {
     for (i, chunk) in data.chunks(1 << 20).enumerate() {
-        fs.write(ino, offset + (i << 20) as u64, chunk, false)?;
+        fs.write(ino, offset + (i << 20) as u64, chunk, None)?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 const IMAGE: u64 = 8 << 20;
 
 /// What a path holds, as seen through the filesystem.
@@ -229,7 +229,7 @@ fn write(fs: &Fs, model: &mut State, path: &str, rng: &mut SplitMix) -> Step {
     let len = 1 + rng.below(max) as usize;
     let byte = rng.below(256) as u8;
     let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
-    if applied(fs.write(ino, off, &data, false))? {
+    if applied(fs.write(ino, off, &data, None))? {
         for p in aliases(model, fs, path) {
             if let Some(Node::File { data: d, .. }) = model.get_mut(&p) {
                 let end = off as usize + len;

@@ -7,7 +7,7 @@ use crate::format::{ExtentItem, KIND_EXTENT};
 use crate::mkfs::{mkfs, MkfsOptions};
 use crate::tree::Visit;
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 const BS: u64 = 4096;
 
 fn new_dev(mib: u64, copies: u8) -> Arc<MemDevice> {
@@ -72,7 +72,7 @@ fn one_file(copies: u8) -> (Arc<MemDevice>, Ino, Vec<u8>) {
     let f = create(&fs, "f");
     let mut data = pattern(64 << 10, 3);
     data[4 * 4096 + 100..4 * 4096 + 108].copy_from_slice(b"MARKER!!");
-    fs.write(f, 0, &data, false).unwrap();
+    fs.write(f, 0, &data, None).unwrap();
     fs.shutdown().unwrap();
     (dev, f, data)
 }
@@ -264,7 +264,7 @@ fn punch_truncate_and_unlink_free_both_copies() {
     fs.sync().unwrap();
     let free0 = fs.statfs().unwrap().bfree;
     let f = create(&fs, "f");
-    fs.write(f, 0, &pattern(1 << 20, 1), false).unwrap();
+    fs.write(f, 0, &pattern(1 << 20, 1), None).unwrap();
     fs.sync().unwrap();
     let used = free0 - fs.statfs().unwrap().bfree;
     // 256 file blocks (two device blocks each, counted once in file blocks) and a few
@@ -313,7 +313,7 @@ fn fill(fs: &Fs) -> u64 {
     let mut n = 0;
     loop {
         let f = create(fs, &format!("fill-{n}"));
-        let r = fs.write(f, 0, &chunk, false).and_then(|_| fs.sync());
+        let r = fs.write(f, 0, &chunk, None).and_then(|_| fs.sync());
         match r {
             Ok(()) => n += 1,
             Err(Error::Errno(libc::ENOSPC)) => {

@@ -151,7 +151,7 @@ impl Fs {
                 (lo < hi && st.holds_data(ino, lo / bs)?).then_some(hi)
             };
             if let Some(hi) = has_data {
-                self.write(ino, lo, &zeros[..(hi - lo) as usize], false)?;
+                self.write(ino, lo, &zeros[..(hi - lo) as usize], None)?;
             }
         }
         Ok(())
@@ -258,7 +258,7 @@ impl Fs {
             let zeros = data[pos..piece_end].iter().all(|&b| b == 0);
             if zeros && !self.lock().holds_data(ino, at / bs)? {
                 if let Some(start) = run.take() {
-                    self.write(ino, offset + start as u64, &data[start..pos], false)?;
+                    self.write(ino, offset + start as u64, &data[start..pos], None)?;
                 }
             } else if run.is_none() {
                 run = Some(pos);
@@ -266,7 +266,7 @@ impl Fs {
             pos = piece_end;
         }
         if let Some(start) = run {
-            self.write(ino, offset + start as u64, &data[start..], false)?;
+            self.write(ino, offset + start as u64, &data[start..], None)?;
         }
         Ok(())
     }

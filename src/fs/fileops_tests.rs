@@ -6,7 +6,7 @@ use crate::device::MemDevice;
 use crate::mkfs::{mkfs, MkfsOptions};
 use proptest::prelude::*;
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 const BS: u64 = 4096;
 const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
 const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -89,7 +89,7 @@ fn allocate_reserves_reads_zeros_and_persists() {
     assert_eq!(errno_of(fs.seek_data(f, 0)), libc::ENXIO);
     assert_eq!(fs.seek_hole(f, 100).unwrap(), 100);
     // Writing into the range takes the reservation of the blocks written.
-    fs.write(f, 5000, b"hello", false).unwrap();
+    fs.write(f, 5000, b"hello", None).unwrap();
     assert_eq!(check_reserved(&fs), 256);
     assert_eq!(fs.seek_data(f, 0).unwrap(), 4096);
     assert_eq!(fs.seek_hole(f, 4096).unwrap(), 8192);
@@ -124,7 +124,7 @@ fn keep_size_reserves_past_eof_until_truncate() {
     let dev = new_dev(64);
     let mut fs = mount(&dev);
     let f = create(&fs, "k");
-    fs.write(f, 0, b"0123456789", false).unwrap();
+    fs.write(f, 0, b"0123456789", None).unwrap();
     fs.sync().unwrap();
     let before = fs.getattr(f).unwrap();
     fs.fallocate(f, 0, 64 * 1024, KEEP).unwrap();
@@ -134,7 +134,7 @@ fn keep_size_reserves_past_eof_until_truncate() {
     assert_eq!(a.mtime, before.mtime, "no data changed");
     assert_eq!(check_reserved(&fs), 15);
     // Writing past the end into reserved blocks grows the file and takes them.
-    fs.write(f, 20_000, b"abc", false).unwrap();
+    fs.write(f, 20_000, b"abc", None).unwrap();
     assert_eq!(check_reserved(&fs), 14);
     let mut expect = b"0123456789".to_vec();
     expect.resize(20_003, 0);
@@ -176,13 +176,13 @@ fn reservations_keep_their_promise_on_a_full_filesystem() {
     fs.fallocate(f, 0, avail * BS, 0).unwrap();
     assert_eq!(fs.statfs().unwrap().bavail, 0);
     // Nobody else gets the promised space ...
-    assert_eq!(errno_of(fs.write(g, 0, b"x", false)), libc::ENOSPC);
+    assert_eq!(errno_of(fs.write(g, 0, b"x", None)), libc::ENOSPC);
     assert_eq!(errno_of(fs.fallocate(g, 0, BS, 0)), libc::ENOSPC);
     // ... and every block of it can be written, unaligned pieces included, and committed.
     let data = pattern((avail * BS) as usize, 3);
-    fs.write(f, 0, &data[..1000], false).unwrap();
+    fs.write(f, 0, &data[..1000], None).unwrap();
     for (k, chunk) in data[1000..].chunks(300_007).enumerate() {
-        fs.write(f, 1000 + (k * 300_007) as u64, chunk, false)
+        fs.write(f, 1000 + (k * 300_007) as u64, chunk, None)
             .unwrap();
     }
     assert_eq!(check_reserved(&fs), 0);
@@ -197,11 +197,11 @@ fn punch_hole_unaligned_over_mapped_and_dirty_data() {
     let mut fs = mount(&dev);
     let f = create(&fs, "p");
     let mut expect = pattern(40_000, 1);
-    fs.write(f, 0, &expect, false).unwrap();
+    fs.write(f, 0, &expect, None).unwrap();
     fs.sync().unwrap();
     // Dirty data over mapped blocks 3 and 4, not yet committed.
     let fresh = pattern(6000, 9);
-    fs.write(f, 13_000, &fresh, false).unwrap();
+    fs.write(f, 13_000, &fresh, None).unwrap();
     expect[13_000..19_000].copy_from_slice(&fresh);
     assert_eq!(
         errno_of(fs.fallocate(f, 5000, 25_000, libc::FALLOC_FL_PUNCH_HOLE)),
@@ -260,7 +260,7 @@ fn zero_range_grows_unless_keep_size() {
     let mut fs = mount(&dev);
     let f = create(&fs, "z");
     let mut expect = pattern(20_000, 5);
-    fs.write(f, 0, &expect, false).unwrap();
+    fs.write(f, 0, &expect, None).unwrap();
     fs.sync().unwrap();
     fs.fallocate(f, 1000, 8000, ZERO).unwrap();
     expect[1000..9000].fill(0);
@@ -284,7 +284,7 @@ fn zero_range_grows_unless_keep_size() {
     expect[12_000..12_005].fill(0);
     // Zeroing dirty data drops it.
     let fresh = pattern(9000, 7);
-    fs.write(f, 30_000, &fresh, false).unwrap();
+    fs.write(f, 30_000, &fresh, None).unwrap();
     fs.fallocate(f, 29_000, 11_000, ZERO).unwrap();
     assert_eq!(read_all(&fs, f), expect);
     fs = remount(fs, &dev);
@@ -346,12 +346,12 @@ fn seek_data_and_hole_over_sparse_layouts() {
     let f = create(&fs, "s");
     // Block 0 mapped, 10 dirty, 20 reserved (a hole), 25 mapped, and a partial last block 26
     // that is dirty: size 26 blocks + 100 bytes.
-    fs.write(f, 0, b"a", false).unwrap();
-    fs.write(f, 25 * BS, &[7u8; 4096], false).unwrap();
+    fs.write(f, 0, b"a", None).unwrap();
+    fs.write(f, 25 * BS, &[7u8; 4096], None).unwrap();
     fs.sync().unwrap();
-    fs.write(f, 10 * BS + 7, b"b", false).unwrap();
+    fs.write(f, 10 * BS + 7, b"b", None).unwrap();
     fs.fallocate(f, 20 * BS, BS, KEEP).unwrap();
-    fs.write(f, 26 * BS, &[9u8; 100], false).unwrap();
+    fs.write(f, 26 * BS, &[9u8; 100], None).unwrap();
     let size = 26 * BS + 100;
     assert_eq!(fs.getattr(f).unwrap().size, size);
     assert_eq!(fs.seek_data(f, 0).unwrap(), 0);
@@ -377,7 +377,7 @@ fn seek_data_and_hole_over_sparse_layouts() {
     assert_eq!(errno_of(fs.seek_hole(f, u64::MAX)), libc::ENXIO);
     // Only holes after the offset: ENXIO for data.
     let g = create(&fs, "t");
-    fs.write(g, 0, b"x", false).unwrap();
+    fs.write(g, 0, b"x", None).unwrap();
     fs.setattr(
         g,
         &SetAttr {
@@ -391,7 +391,7 @@ fn seek_data_and_hole_over_sparse_layouts() {
     assert_eq!(fs.seek_hole(g, 1).unwrap(), BS);
     // Far apart extents are found without walking the hole between them.
     let far = 5u64 << 40;
-    fs.write(g, far, b"end", false).unwrap();
+    fs.write(g, far, b"end", None).unwrap();
     fs.sync().unwrap();
     assert_eq!(fs.seek_data(g, BS).unwrap(), far);
     assert_eq!(fs.seek_hole(g, far).unwrap(), far + 3);
@@ -405,7 +405,7 @@ fn copy_file_range_offsets_eof_and_sparse_sources() {
     let src = create(&fs, "src");
     let dst = create(&fs, "dst");
     let data = pattern((3 << 20) + 123, 2);
-    fs.write(src, 0, &data, false).unwrap();
+    fs.write(src, 0, &data, None).unwrap();
     fs.sync().unwrap();
     let before = fs.getattr(dst).unwrap();
     // More than there is: clamped at the source's end.
@@ -428,14 +428,14 @@ fn copy_file_range_offsets_eof_and_sparse_sources() {
         libc::EFBIG
     );
     // Dirty (uncommitted) source data is copied too.
-    fs.write(src, 10, b"DIRTY", false).unwrap();
+    fs.write(src, 10, b"DIRTY", None).unwrap();
     assert_eq!(fs.copy_file_range(src, 0, dst, 0, 20).unwrap(), 20);
     expect[..20].copy_from_slice(&fs.read(src, 0, 20).unwrap());
     assert_eq!(read_all(&fs, dst), expect);
     // A sparse source: the hole is not allocated in the copy.
     let sparse = create(&fs, "sparse");
-    fs.write(sparse, 0, b"head", false).unwrap();
-    fs.write(sparse, 8 << 20, b"tail", false).unwrap();
+    fs.write(sparse, 0, b"head", None).unwrap();
+    fs.write(sparse, 8 << 20, b"tail", None).unwrap();
     let copy = create(&fs, "copy");
     let len = (8 << 20) + 4;
     assert_eq!(fs.copy_file_range(sparse, 0, copy, 0, len).unwrap(), len);
@@ -466,7 +466,7 @@ fn copy_file_range_overlapping_in_one_file_is_memmove() {
     let fs = mount(&dev);
     let f = create(&fs, "o");
     let mut model = pattern((3 << 20) + 5, 4);
-    fs.write(f, 0, &model, false).unwrap();
+    fs.write(f, 0, &model, None).unwrap();
     let len = (5 << 19) + 17;
     // Forwards (destination after the source) and backwards, several chunks each.
     for (from, to) in [
@@ -544,7 +544,7 @@ fn apply(fs: &Fs, f: Ino, model: &mut Vec<u8>, op: &Op) {
     match *op {
         Op::Write(o, l, seed) => {
             let data = pattern(l as usize, seed);
-            fs.write(f, o, &data, false).unwrap();
+            fs.write(f, o, &data, None).unwrap();
             let end = (o + l) as usize;
             if model.len() < end {
                 model.resize(end, 0);
@@ -649,20 +649,19 @@ fn st_blocks_counts_dirty_data_at_once() {
     .unwrap();
     let f = create(&fs, "f");
     let sectors = BS / 512;
-    fs.write(f, 0, &pattern(100, 1), false).unwrap();
+    fs.write(f, 0, &pattern(100, 1), None).unwrap();
     assert_eq!(fs.getattr(f).unwrap().blocks, sectors, "a partial block");
-    fs.write(f, 10 * BS, &pattern(3 * BS as usize, 2), false)
+    fs.write(f, 10 * BS, &pattern(3 * BS as usize, 2), None)
         .unwrap();
     assert_eq!(fs.getattr(f).unwrap().blocks, 4 * sectors, "whole blocks");
     fs.sync().unwrap();
     let commits = fs.counters().commits;
     // Overwriting placed blocks replaces them: no change.
-    fs.write(f, 10 * BS + 5, &pattern(2 * BS as usize, 3), false)
+    fs.write(f, 10 * BS + 5, &pattern(2 * BS as usize, 3), None)
         .unwrap();
     assert_eq!(fs.getattr(f).unwrap().blocks, 4 * sectors);
     // Writing into a hole of a placed file adds.
-    fs.write(f, 5 * BS, &pattern(BS as usize, 4), false)
-        .unwrap();
+    fs.write(f, 5 * BS, &pattern(BS as usize, 4), None).unwrap();
     assert_eq!(fs.getattr(f).unwrap().blocks, 5 * sectors);
     assert_eq!(fs.counters().commits, commits, "no commit in between");
     // Truncating dirty data away takes it off again.

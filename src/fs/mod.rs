@@ -72,7 +72,13 @@ pub struct Fs {
     mounted_at: std::time::Instant,
     /// The online scrub (`crate::scrub::online`).
     scrub: Arc<crate::scrub::online::Scrubber>,
+    /// Told of every inode whose attributes the filesystem changed on its own, beyond what
+    /// the reply to the request in hand shows (see [`Fs::set_attr_listener`]).
+    attr_listener: std::sync::OnceLock<AttrListener>,
 }
+
+/// See [`Fs::set_attr_listener`].
+pub type AttrListener = Box<dyn Fn(Ino) + Send + Sync>;
 
 impl Fs {
     /// Opens the filesystem on `dev`: reads and verifies the superblocks, picks the newest valid
@@ -118,6 +124,7 @@ impl Fs {
             tree_stats,
             mounted_at: std::time::Instant::now(),
             scrub: scrubber,
+            attr_listener: std::sync::OnceLock::new(),
         });
         if !read_only {
             if !orphans.is_empty() {
@@ -162,6 +169,22 @@ impl Fs {
             }
         }
         self.store.commit()
+    }
+
+    /// Sets (once) who hears of attribute changes the filesystem makes on its own: the mode
+    /// a write by an unprivileged caller clears, for example, which the reply to that write
+    /// (a byte count) cannot carry. The FUSE adapter tells the kernel to drop its cached
+    /// attributes. The listener may be called with the state lock held, so it must not wait
+    /// on the filesystem.
+    pub fn set_attr_listener(&self, listener: AttrListener) {
+        let _ = self.attr_listener.set(listener);
+    }
+
+    /// Tells the listener that `ino`'s attributes changed behind the kernel's back.
+    fn attrs_changed(&self, ino: Ino) {
+        if let Some(listener) = self.attr_listener.get() {
+            listener(ino);
+        }
     }
 
     /// The generation of the last commit.

@@ -74,8 +74,8 @@ impl Fs {
         let mut st = self.lock();
         let mut i = st.inode(ino)?;
         let t = now();
-        if set.size.is_some() && set.kill_suidgid {
-            Self::kill_suidgid(&mut st, ino, &mut i)?;
+        if let (Some(_), true, Some(who)) = (set.size, set.kill_suidgid, &set.who) {
+            self.kill_suidgid(&mut st, ino, &mut i, who, false)?;
         }
         if let Some(mode) = set.mode {
             i.mode = (i.mode & libc::S_IFMT) | (mode & 0o7777);
@@ -90,11 +90,10 @@ impl Fs {
             && set.mode.is_none()
             && i.kind() != FileKind::Dir
         {
-            // chown clears set-user-ID, and set-group-ID when group-execute is set (as ext4).
-            i.mode &= !libc::S_ISUID;
-            if i.mode & libc::S_IXGRP != 0 {
-                i.mode &= !libc::S_ISGID;
-            }
+            // chown clears set-user-ID, set-group-ID when group-execute is set or the caller
+            // is neither in the (old) group nor root, and `security.capability`: as ext4.
+            let who = set.who.unwrap_or(Caller::ROOT);
+            self.kill_suidgid(&mut st, ino, &mut i, &who, who.uid == 0)?;
         }
         let resolve = |s: SetTime| match s {
             SetTime::Now => t,
@@ -578,10 +577,16 @@ impl Fs {
     }
 
     /// Writes `data` at `offset` into private bounce buffers; returns the byte count.
-    /// `kill_suidgid`: the writer lacks CAP_FSETID (the kernel says so with
-    /// `FUSE_WRITE_KILL_SUIDGID`), so set-user-ID and friends are cleared, as on ext4.
-    pub fn write(&self, ino: Ino, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
-        self.write_at_level(ino, offset, data, kill_suidgid, Reserve::Data)
+    /// `unprivileged`: the writer, when it lacks CAP_FSETID (the kernel says so with
+    /// `FUSE_WRITE_KILL_SUIDGID`): set-user-ID and friends are cleared, as on ext4.
+    pub fn write(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        unprivileged: Option<Caller>,
+    ) -> Result<u32> {
+        self.write_at_level(ino, offset, data, unprivileged, Reserve::Data)
     }
 
     fn write_at_level(
@@ -589,7 +594,7 @@ impl Fs {
         ino: Ino,
         offset: u64,
         data: &[u8],
-        kill_suidgid: bool,
+        unprivileged: Option<Caller>,
         level: Reserve,
     ) -> Result<u32> {
         let _change = self.begin_change()?;
@@ -623,30 +628,68 @@ impl Fs {
                 i.size = i.size.max(end);
                 i.mtime = t;
                 i.ctime = t;
-                if kill_suidgid {
-                    Self::kill_suidgid(st, ino, &mut i)?;
+                if let Some(who) = &unprivileged {
+                    self.kill_suidgid(st, ino, &mut i, who, false)?;
                 }
                 st.put_inode(ino, &i)
             },
         )
     }
 
-    /// What an unprivileged write or truncate does to privileges (ext4's `file_remove_privs`):
-    /// clears set-user-ID, set-group-ID when group-execute is set, and `security.capability`.
-    fn kill_suidgid(st: &mut State, ino: Ino, i: &mut InodeItem) -> Result<()> {
+    /// What an unprivileged write or truncate, or any chown, does to privileges (ext4's
+    /// `file_remove_privs` and `chown_common`): clears set-user-ID; set-group-ID when
+    /// group-execute is set, or when `who` is not in the file's group and not `privileged`
+    /// (CAP_FSETID); and `security.capability`. Only regular files lose anything. `i` is the
+    /// inode as the caller will store it; the listener hears of a change at once (the reply
+    /// to the request in hand may not carry attributes).
+    fn kill_suidgid(
+        &self,
+        st: &mut State,
+        ino: Ino,
+        i: &mut InodeItem,
+        who: &Caller,
+        privileged: bool,
+    ) -> Result<()> {
+        if i.kind() != FileKind::File {
+            return Ok(());
+        }
+        let mode = i.mode;
         i.mode &= !libc::S_ISUID;
-        if i.mode & libc::S_IXGRP != 0 {
+        if i.mode & libc::S_ISGID != 0
+            && (i.mode & libc::S_IXGRP != 0 || (!privileged && !who.in_group(i.gid)))
+        {
             i.mode &= !libc::S_ISGID;
         }
         let cap = b"security.capability";
         let (key, mut list) = Self::xattr_bucket(st, ino, cap)?;
-        if let Some(p) = list.iter().position(|(n, _)| n == cap) {
+        let had_cap = list.iter().position(|(n, _)| n == cap);
+        if let Some(p) = had_cap {
             list.remove(p);
             if list.is_empty() {
                 st.meta.tree.remove(&key)?;
             } else {
                 st.meta.tree.insert(key, encode_xattr_bucket(&list))?;
             }
+        }
+        if i.mode != mode || had_cap.is_some() {
+            self.attrs_changed(ino);
+        }
+        Ok(())
+    }
+
+    /// Drops privileges as an unprivileged modification by `who` does (see `kill_suidgid`),
+    /// for the changes whose requests do not say whether the caller has CAP_FSETID
+    /// (`fallocate`, `copy_file_range`): the adapter calls it first, as ext4's
+    /// `file_modified` does.
+    pub fn drop_privileges(&self, ino: Ino, who: &Caller) -> Result<()> {
+        let _change = self.begin_change()?;
+        let mut st = self.lock();
+        let mut i = st.inode(ino)?;
+        let before = i.clone();
+        self.kill_suidgid(&mut st, ino, &mut i, who, false)?;
+        if i != before {
+            i.ctime = now();
+            st.put_inode(ino, &i)?;
         }
         Ok(())
     }
@@ -670,7 +713,7 @@ impl Fs {
             // Zero the tail of the new last block, so growing the file again reads zeros.
             let tail_end = old.min((size / bs + 1) * bs);
             let zeros = vec![0u8; (tail_end - size) as usize];
-            self.write_at_level(ino, size, &zeros, false, Reserve::Freeing)?;
+            self.write_at_level(ino, size, &zeros, None, Reserve::Freeing)?;
         }
         let mut st = self.lock();
         let mut i = st.inode(ino)?;

@@ -4,7 +4,7 @@ use super::*;
 use crate::device::MemDevice;
 use crate::mkfs::{mkfs, MkfsOptions};
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 
 fn new_dev(mib: u64) -> Arc<MemDevice> {
     let dev = Arc::new(MemDevice::new(mib << 20, 512));
@@ -41,15 +41,15 @@ fn write_read_remount_unaligned() {
     let mut fs = mount(&dev);
     let f = create(&fs, ROOT_INO, "a");
     let data = pattern(100_000, 7);
-    fs.write(f, 0, &data, false).unwrap();
-    fs.write(f, 5000, b"hello", false).unwrap();
+    fs.write(f, 0, &data, None).unwrap();
+    fs.write(f, 5000, b"hello", None).unwrap();
     let mut expect = data.clone();
     expect[5000..5005].copy_from_slice(b"hello");
     assert_eq!(fs.read(f, 0, 200_000).unwrap(), expect);
     fs.sync().unwrap();
     // After commit the data comes from the device, verified.
     assert_eq!(fs.read(f, 4090, 20).unwrap(), expect[4090..4110]);
-    fs.write(f, 4095, b"XY", false).unwrap();
+    fs.write(f, 4095, b"XY", None).unwrap();
     expect[4095..4097].copy_from_slice(b"XY");
     fs = remount(fs, &dev);
     let a = fs.lookup(ROOT_INO, b"a").unwrap();
@@ -64,7 +64,7 @@ fn sparse_files_and_truncate() {
     let mut fs = mount(&dev);
     let f = create(&fs, ROOT_INO, "s");
     let off = 5u64 << 32; // beyond 4 GiB
-    fs.write(f, off, b"end", false).unwrap();
+    fs.write(f, off, b"end", None).unwrap();
     fs.sync().unwrap();
     let a = fs.getattr(f).unwrap();
     assert_eq!(a.size, off + 3);
@@ -72,7 +72,7 @@ fn sparse_files_and_truncate() {
     assert_eq!(fs.read(f, 12345, 10).unwrap(), vec![0; 10]);
     assert_eq!(fs.read(f, off - 2, 10).unwrap(), b"\0\0end".to_vec());
     // Truncate down into a block, then up again: the cut-off bytes read as zeros.
-    fs.write(f, 0, &pattern(10_000, 1), false).unwrap();
+    fs.write(f, 0, &pattern(10_000, 1), None).unwrap();
     fs.setattr(
         f,
         &SetAttr {
@@ -104,7 +104,7 @@ fn space_comes_back_after_delete() {
     let fs = mount(&dev);
     let before = fs.statfs().unwrap().bfree;
     let f = create(&fs, ROOT_INO, "big");
-    fs.write(f, 0, &vec![1u8; 8 << 20], false).unwrap();
+    fs.write(f, 0, &vec![1u8; 8 << 20], None).unwrap();
     fs.sync().unwrap();
     assert!(fs.statfs().unwrap().bfree <= before - 2048);
     fs.unlink(ROOT_INO, b"big").unwrap();
@@ -121,7 +121,7 @@ fn unlinked_open_file_lives_until_release() {
     let mut fs = mount(&dev);
     let f = create(&fs, ROOT_INO, "tmp");
     fs.open(f).unwrap();
-    fs.write(f, 0, b"still here", false).unwrap();
+    fs.write(f, 0, b"still here", None).unwrap();
     fs.unlink(ROOT_INO, b"tmp").unwrap();
     fs.forget(f, 1);
     assert_eq!(fs.read(f, 0, 100).unwrap(), b"still here");
@@ -298,9 +298,9 @@ fn corrupted_data_block_gives_eio_not_bytes() {
     let f = create(&fs, ROOT_INO, "c");
     let mut data = pattern(64 << 10, 3);
     data[20_000..20_008].copy_from_slice(b"MARKER!!");
-    fs.write(f, 0, &data, false).unwrap();
+    fs.write(f, 0, &data, None).unwrap();
     let g = create(&fs, ROOT_INO, "other");
-    fs.write(g, 0, &pattern(10_000, 9), false).unwrap();
+    fs.write(g, 0, &pattern(10_000, 9), None).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     let img = dev.snapshot();
@@ -357,7 +357,7 @@ fn four_hundred_files(dev: &Arc<MemDevice>) -> Ino {
     let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
     for i in 0..400 {
         let f = create(&fs, d, &format!("file-with-a-longish-name-{i}"));
-        fs.write(f, 0, format!("content {i}").as_bytes(), false)
+        fs.write(f, 0, format!("content {i}").as_bytes(), None)
             .unwrap();
     }
     fs.shutdown().unwrap();
@@ -489,7 +489,7 @@ fn quiet_changes_are_committed_after_idle_commit() {
     // Off: nothing commits a change but an explicit sync.
     let fs = idle(0);
     let f = create(&fs, ROOT_INO, "a");
-    fs.write(f, 0, &pattern(10_000, 1), false).unwrap();
+    fs.write(f, 0, &pattern(10_000, 1), None).unwrap();
     let commits = fs.counters().commits;
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fs.counters().commits, commits);
@@ -499,7 +499,7 @@ fn quiet_changes_are_committed_after_idle_commit() {
     let fs = idle(20);
     let start = fs.counters().commits;
     for k in 0..10u8 {
-        fs.write(f, u64::from(k) * 1000, &pattern(1000, k), false)
+        fs.write(f, u64::from(k) * 1000, &pattern(1000, k), None)
             .unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -518,4 +518,79 @@ fn quiet_changes_are_committed_after_idle_commit() {
     let a = fs.lookup(ROOT_INO, b"a").unwrap();
     assert_eq!(fs.read(a.ino, 0, 100).unwrap().len(), 100);
     assert_eq!(fs.read(a.ino, 9000, 1000).unwrap(), pattern(1000, 9));
+}
+
+#[test]
+fn unprivileged_changes_drop_privileges() {
+    let dev = new_dev(64);
+    let fs = mount(&dev);
+    let user = |uid, gid| Caller { uid, gid, pid: 0 };
+    let mode_of = |ino| fs.getattr(ino).unwrap().perm as u32;
+    let cap = b"security.capability";
+    let file = |name: &str, perm: u32, gid: u32| {
+        let ino = create(&fs, ROOT_INO, name);
+        let set = SetAttr {
+            mode: Some(perm),
+            gid: Some(gid),
+            ..SetAttr::default()
+        };
+        fs.setattr(ino, &set).unwrap();
+        // chown clears the bits: set them again.
+        fs.setattr(
+            ino,
+            &SetAttr {
+                mode: Some(perm),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+        fs.setxattr(ino, cap, &[1, 0, 0, 2, 0, 0, 0, 0], 0).unwrap();
+        ino
+    };
+    // Root keeps everything.
+    let a = file("a", 0o6777, 0);
+    fs.write(a, 0, b"x", None).unwrap();
+    assert_eq!(mode_of(a), 0o6777);
+    assert!(fs.getxattr(a, cap).is_ok());
+    // Group-execute set: both bits and the capability go.
+    fs.write(a, 0, b"x", Some(user(1000, 0))).unwrap();
+    assert_eq!(mode_of(a), 0o0777);
+    assert_eq!(fs.getxattr(a, cap).unwrap_err().errno(), libc::ENODATA);
+    // No group-execute: set-group-ID goes only for a caller outside the group.
+    let b = file("b", 0o6766, 5);
+    fs.write(b, 0, b"x", Some(user(1000, 5))).unwrap();
+    assert_eq!(mode_of(b), 0o2766);
+    let c = file("c", 0o6766, 5);
+    fs.fallocate(c, 0, 4096, 0).unwrap();
+    assert_eq!(
+        mode_of(c),
+        0o6766,
+        "fallocate itself drops nothing: the adapter asks"
+    );
+    fs.drop_privileges(c, &user(1000, 6)).unwrap();
+    assert_eq!(mode_of(c), 0o0766);
+    // An unprivileged truncate; a chown by root clears set-user-ID and the capability but
+    // keeps set-group-ID without group-execute.
+    let d = file("d", 0o6766, 5);
+    let truncate = SetAttr {
+        size: Some(0),
+        who: Some(user(7, 7)),
+        kill_suidgid: true,
+        ..SetAttr::default()
+    };
+    fs.setattr(d, &truncate).unwrap();
+    assert_eq!(mode_of(d), 0o0766);
+    let e = file("e", 0o6766, 5);
+    let chown = SetAttr {
+        uid: Some(1000),
+        who: Some(ROOT),
+        ..SetAttr::default()
+    };
+    fs.setattr(e, &chown).unwrap();
+    assert_eq!(mode_of(e), 0o2766);
+    assert_eq!(fs.getxattr(e, cap).unwrap_err().errno(), libc::ENODATA);
+    // Directories keep their bits.
+    let dir = fs.mkdir(ROOT_INO, b"dir", 0o2777, ROOT).unwrap().ino;
+    fs.setattr(dir, &chown).unwrap();
+    assert_eq!(mode_of(dir), 0o2777);
 }

@@ -42,16 +42,53 @@ pub struct SetAttr {
     pub atime: Option<SetTime>,
     pub mtime: Option<SetTime>,
     pub ctime: Option<Timespec>,
-    /// The caller lacks CAP_FSETID: a size change also clears set-user-ID, set-group-ID (with
-    /// group-execute) and `security.capability`, as on ext4.
+    /// Who asks. A chown clears set-user-ID and friends whoever asks (see `kill_suidgid`).
+    pub who: Option<Caller>,
+    /// The caller lacks CAP_FSETID: a size change also clears set-user-ID, set-group-ID and
+    /// `security.capability` as an unprivileged write does on ext4 (`who` says the groups).
     pub kill_suidgid: bool,
 }
 
-/// Who asks: the owner of anything created.
+/// Who asks: the owner of anything created, and whose groups decide what a change does to
+/// set-group-ID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The calling process (0: unknown), whose supplementary groups `in_group` reads.
+    pub pid: u32,
+}
+
+impl Caller {
+    /// Root, from no process in particular (tools and tests).
+    pub const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        pid: 0,
+    };
+
+    /// Is the caller a member of `gid`: its own group, or one of the supplementary groups of
+    /// its process (from `/proc/PID/status`, as FUSE requests carry only the primary group)?
+    /// An unknown or vanished process counts as a member of its primary group only.
+    pub fn in_group(&self, gid: u32) -> bool {
+        if gid == self.gid {
+            return true;
+        }
+        if self.pid == 0 {
+            return false;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
+            return false;
+        };
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .is_some_and(|groups| {
+                groups
+                    .split_whitespace()
+                    .any(|g| g.parse::<u32>() == Ok(gid))
+            })
+    }
 }
 
 /// One directory entry as `readdir` returns it. `cookie` is the offset to pass to the next

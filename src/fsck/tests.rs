@@ -13,7 +13,7 @@ use crate::fs::{Caller, Fs, Ino, MountOptions, ROOT_INO};
 use crate::mkfs::{mkfs, MkfsOptions};
 use crate::txn::{read_superblock, write_commit, write_superblock, Meta};
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 
 fn new_dev() -> Arc<MemDevice> {
     let dev = Arc::new(MemDevice::new(32 << 20, 512));
@@ -134,7 +134,7 @@ fn busy(dev: &Arc<MemDevice>) -> Vec<Ino> {
             .unwrap();
         if i % 10 == 0 {
             let data: Vec<u8> = (0..(i * 997 + 10)).map(|x| x as u8).collect();
-            fs.write(f, (i as u64) * 4096, &data, false).unwrap();
+            fs.write(f, (i as u64) * 4096, &data, None).unwrap();
         }
         if i % 7 == 0 {
             fs.link(f, d3, format!("link-{i}").as_bytes()).unwrap();
@@ -144,7 +144,7 @@ fn busy(dev: &Arc<MemDevice>) -> Vec<Ino> {
     let big = file(&fs, d2, "big");
     for k in 0..8u64 {
         // Separate commits and holes: several extents.
-        fs.write(big, k * 3 * 65536, &vec![k as u8; 65536], false)
+        fs.write(big, k * 3 * 65536, &vec![k as u8; 65536], None)
             .unwrap();
         fs.sync().unwrap();
     }
@@ -172,7 +172,7 @@ fn busy(dev: &Arc<MemDevice>) -> Vec<Ino> {
         .unwrap();
     // Unlinked while open: stays as an orphan in the commit.
     let open = file(&fs, ROOT_INO, "open-unlinked");
-    fs.write(open, 0, b"still open", false).unwrap();
+    fs.write(open, 0, b"still open", None).unwrap();
     fs.open(open).unwrap();
     fs.unlink(ROOT_INO, b"open-unlinked").unwrap();
     fs.sync().unwrap();
@@ -226,7 +226,7 @@ fn a_busy_filesystem_is_clean_and_its_orphan_is_noted() {
     assert_eq!(again.stats.inodes + 1, r.stats.inodes);
     // And the filesystem's own unmount leaves a clean image too.
     let fs = mount(&dev);
-    fs.write(file(&fs, ROOT_INO, "after"), 0, b"x", false)
+    fs.write(file(&fs, ROOT_INO, "after"), 0, b"x", None)
         .unwrap();
     fs.shutdown().unwrap();
     drop(fs);
@@ -272,7 +272,7 @@ fn wrong_blocks_and_superblock_counters_are_repaired() {
     let dev = new_dev();
     let fs = mount(&dev);
     let f = file(&fs, ROOT_INO, "f");
-    fs.write(f, 0, &[7u8; 20_000], false).unwrap();
+    fs.write(f, 0, &[7u8; 20_000], None).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     commit_with(&dev, |m| {
@@ -374,7 +374,7 @@ fn a_detached_subtree_goes_into_lost_and_found() {
     let b = dir(&fs, a, "b");
     let c = dir(&fs, b, "c");
     let f = file(&fs, b, "f");
-    fs.write(f, 0, b"in the detached subtree", false).unwrap();
+    fs.write(f, 0, b"in the detached subtree", None).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     // Remove both halves of a's name for b: b, c and f are unreachable, a's link count is off.
@@ -491,7 +491,7 @@ fn an_orphan_item_on_a_linked_file_is_dropped_not_obeyed() {
     let dev = new_dev();
     let fs = mount(&dev);
     let f = file(&fs, ROOT_INO, "keep-me");
-    fs.write(f, 0, b"data", false).unwrap();
+    fs.write(f, 0, b"data", None).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     commit_with(&dev, |m| {
@@ -519,8 +519,8 @@ fn a_block_with_two_owners_is_reported_and_not_repaired() {
     let fs = mount(&dev);
     let a = file(&fs, ROOT_INO, "a");
     let b = file(&fs, ROOT_INO, "b");
-    fs.write(a, 0, &[1u8; 8192], false).unwrap();
-    fs.write(b, 0, &[2u8; 8192], false).unwrap();
+    fs.write(a, 0, &[1u8; 8192], None).unwrap();
+    fs.write(b, 0, &[2u8; 8192], None).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     commit_with(&dev, |m| {
@@ -968,7 +968,7 @@ fn copies2_file() -> (Arc<MemDevice>, Vec<(u64, u64)>) {
     mkfs(dev.clone(), &opts).unwrap();
     let fs = mount(&dev);
     let f = file(&fs, ROOT_INO, "f");
-    fs.write(f, 0, &vec![9u8; 3 * 4096], false).unwrap();
+    fs.write(f, 0, &vec![9u8; 3 * 4096], None).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
     let mut meta = Meta::open(dev.clone(), false).unwrap();

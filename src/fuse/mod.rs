@@ -159,8 +159,20 @@ impl StableFuse {
             fs: Arc::clone(&fs),
             outcome: Mutex::new(None),
         });
+        let seeker = Seeker::new(Arc::clone(&fs));
+        // Attributes the filesystem changes on its own (privileges a write drops): the kernel
+        // forgets its cached copy (offset -1: the attributes only, never the pages, so this
+        // cannot wait on a page lock held by the request in hand).
+        let notifier = seeker.notifier_slot();
+        fs.set_attr_listener(Box::new(move |ino| {
+            if let Some(n) = notifier.get() {
+                if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                    debug!("invalidating the attributes of inode {ino}: {e}");
+                }
+            }
+        }));
         Ok(StableFuse {
-            seeker: Seeker::new(Arc::clone(&fs)),
+            seeker,
             fs,
             workers,
             shutdown,
@@ -178,12 +190,13 @@ impl StableFuse {
 
     /// With `FUSE_ATOMIC_O_TRUNC` the kernel leaves `O_TRUNC` to `open` (it has already checked
     /// write permission), instead of sending a `setattr` first.
-    /// `unprivileged`: the opener is not root (an O_TRUNC then clears set-user-ID and friends).
-    fn open_file(&self, ino: Ino, flags: i32, unprivileged: bool) -> Result<()> {
+    /// An O_TRUNC by anyone but root clears set-user-ID and friends.
+    fn open_file(&self, ino: Ino, flags: i32, who: fs::Caller) -> Result<()> {
         if flags & libc::O_TRUNC != 0 {
             let truncate = SetAttr {
                 size: Some(0),
-                kill_suidgid: unprivileged,
+                who: Some(who),
+                kill_suidgid: who.uid != 0,
                 ..SetAttr::default()
             };
             self.fs.setattr(ino, &truncate)?;
@@ -386,6 +399,7 @@ impl Filesystem for StableFuse {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
             ctime: ctime.map(request_timespec),
+            who: Some(caller(req)),
             // fuser does not pass FATTR_KILL_SUIDGID; the kernel sets it exactly when the
             // caller lacks CAP_FSETID, which for us means: not root.
             kill_suidgid: size.is_some() && req.uid() != 0,
@@ -496,7 +510,7 @@ impl Filesystem for StableFuse {
         // No keep-cache (yet): the kernel drops its cached pages of a file on every open.
         // No direct_io: the page cache only ever holds verified data. O_DIRECT opens need none
         // either: the kernel sends their reads and writes straight here, past its cache.
-        match self.open_file(ino.0, flags.0, req.uid() != 0) {
+        match self.open_file(ino.0, flags.0, caller(req)) {
             Ok(()) => {
                 self.seeker.opened(ino.0, flags.0);
                 reply.opened(FileHandle(0), FopenFlags::empty())
@@ -526,7 +540,7 @@ impl Filesystem for StableFuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -538,7 +552,10 @@ impl Filesystem for StableFuse {
     ) {
         // Inline on purpose: see the module doc.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.fs.write(ino.0, offset, data, kill) {
+        match self
+            .fs
+            .write(ino.0, offset, data, kill.then(|| caller(req)))
+        {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
         }
@@ -723,7 +740,7 @@ impl Filesystem for StableFuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -733,8 +750,12 @@ impl Filesystem for StableFuse {
     ) {
         // A punch or zeroing may read the partial blocks at its ends from the device.
         let fs = Arc::clone(&self.fs);
-        self.workers
-            .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
+        let who = caller(req);
+        self.workers.run(move || {
+            let done = privileges_dropped(&fs, ino.0, &who)
+                .and_then(|()| fs.fallocate(ino.0, offset, length, mode));
+            reply_empty(done, reply)
+        });
     }
 
     /// Three ioctls, on any file or directory of the mount: `stablefs status`
@@ -804,7 +825,7 @@ impl Filesystem for StableFuse {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         ino_in: INodeNo,
         _fh_in: FileHandle,
         offset_in: u64,
@@ -816,15 +837,18 @@ impl Filesystem for StableFuse {
         reply: ReplyWrite,
     ) {
         let fs = Arc::clone(&self.fs);
+        let who = caller(req);
         self.workers.run(move || {
             let copied = match flags.bits() {
-                0 => fs.copy_file_range(
-                    ino_in.0,
-                    offset_in,
-                    ino_out.0,
-                    offset_out,
-                    len.min(COPY_MAX),
-                ),
+                0 => privileges_dropped(&fs, ino_out.0, &who).and_then(|()| {
+                    fs.copy_file_range(
+                        ino_in.0,
+                        offset_in,
+                        ino_out.0,
+                        offset_out,
+                        len.min(COPY_MAX),
+                    )
+                }),
                 _ => Err(Error::Errno(libc::EINVAL)),
             };
             match copied {
@@ -834,6 +858,16 @@ impl Filesystem for StableFuse {
             }
         });
     }
+}
+
+/// Before a change whose request does not say whether the caller has CAP_FSETID
+/// (`fallocate`, `copy_file_range`; writes and truncates carry the kernel's word): a caller
+/// other than root loses set-user-ID and friends first, as ext4's `file_modified` does.
+fn privileges_dropped(fs: &Fs, ino: Ino, who: &fs::Caller) -> Result<()> {
+    if who.uid != 0 {
+        fs.drop_privileges(ino, who)?;
+    }
+    Ok(())
 }
 
 /// Most bytes one `copy_file_range` request copies: the reply's count is 32 bits, and a short

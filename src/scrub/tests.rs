@@ -6,7 +6,7 @@ use crate::device::MemDevice;
 use crate::fs::{Caller, Fs, MountOptions};
 use crate::mkfs::{mkfs, MkfsOptions};
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 const BS: u64 = 4096;
 
 /// /a/f (three blocks, hard-linked as /b/g) and /h (one block); returns f's inode.
@@ -20,13 +20,13 @@ fn populated() -> (Arc<MemDevice>, u64) {
         .mknod(a, b"f", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(f, 0, &vec![7u8; 3 * BS as usize], false).unwrap();
+    fs.write(f, 0, &vec![7u8; 3 * BS as usize], None).unwrap();
     fs.link(f, b, b"g").unwrap();
     let h = fs
         .mknod(ROOT_INO, b"h", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(h, 0, b"other file", false).unwrap();
+    fs.write(h, 0, b"other file", None).unwrap();
     // Enough names for a tree of several levels.
     let many = fs.mkdir(ROOT_INO, b"many", 0o755, ROOT).unwrap().ino;
     for i in 0..400 {
@@ -235,13 +235,13 @@ fn populated_copies() -> (Arc<MemDevice>, u64, u64) {
         .mknod(a, b"f", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(f, 0, &vec![7u8; 3 * BS as usize], false).unwrap();
+    fs.write(f, 0, &vec![7u8; 3 * BS as usize], None).unwrap();
     fs.link(f, b, b"g").unwrap();
     let h = fs
         .mknod(ROOT_INO, b"h", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(h, 0, b"other file", false).unwrap();
+    fs.write(h, 0, b"other file", None).unwrap();
     fs.shutdown().unwrap();
     (dev, f, h)
 }

@@ -10,7 +10,7 @@ use crate::fs::{Caller, Fs, MountOptions};
 use crate::mkfs::{mkfs, MkfsOptions};
 use crate::scrub::control::ScrubStatus;
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 const BS: u64 = 4096;
 
 fn mount(dev: &Arc<MemDevice>) -> Arc<Fs> {
@@ -36,13 +36,13 @@ fn populated(mib: u64) -> (Arc<MemDevice>, Arc<Fs>, Files) {
         .mknod(a, b"f", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(f, 0, &vec![7u8; 3 * BS as usize], false).unwrap();
+    fs.write(f, 0, &vec![7u8; 3 * BS as usize], None).unwrap();
     fs.link(f, b, b"g").unwrap();
     let h = fs
         .mknod(ROOT_INO, b"h", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(h, 0, &vec![9u8; 5 * BS as usize], false).unwrap();
+    fs.write(h, 0, &vec![9u8; 5 * BS as usize], None).unwrap();
     let many = fs.mkdir(ROOT_INO, b"many", 0o755, ROOT).unwrap().ino;
     let mut last = 0;
     for i in 0..300 {
@@ -260,7 +260,7 @@ fn blocks_that_changed_owner_are_not_reported() {
             .mknod(ROOT_INO, name.as_bytes(), libc::S_IFREG | 0o644, 0, ROOT)
             .unwrap()
             .ino;
-        fs.write(n, 0, &vec![(k % 7) as u8 + 100; 5 * bs as usize], false)
+        fs.write(n, 0, &vec![(k % 7) as u8 + 100; 5 * bs as usize], None)
             .unwrap();
         fs.forget(n, 1);
         fs.sync().unwrap();
@@ -315,7 +315,7 @@ fn no_false_positive_under_a_concurrent_writer() {
                         .unwrap()
                         .ino;
                     let data = vec![(round * 4 + k) as u8; (1 + k as usize) * BS as usize];
-                    fs.write(ino, 0, &data, false).unwrap();
+                    fs.write(ino, 0, &data, None).unwrap();
                 }
                 fs.sync().unwrap();
                 round += 1;
@@ -347,7 +347,7 @@ fn pause_resume_cancel_and_the_position_survive_a_remount() {
         .mknod(ROOT_INO, b"big", libc::S_IFREG | 0o644, 0, ROOT)
         .unwrap()
         .ino;
-    fs.write(big, 0, &vec![3u8; 4 << 20], false).unwrap();
+    fs.write(big, 0, &vec![3u8; 4 << 20], None).unwrap();
     fs.sync().unwrap();
     // 1 MiB/s: runs of 128 KiB, so a few seconds for all.
     let id = start(&fs, ROOT_INO, Some(1 << 20));
@@ -499,7 +499,7 @@ fn copies2_bad_data_copies_are_repaired_online_and_both_bad_is_named() {
         .unwrap()
         .ino;
     let data: Vec<u8> = (0..4 * BS as usize).map(|i| (i / 7) as u8).collect();
-    fs.write(f, 0, &data, false).unwrap();
+    fs.write(f, 0, &data, None).unwrap();
     fs.sync().unwrap();
     // Both copies of each of the file's blocks, in file order.
     let mut meta = Meta::open(dev.clone() as Arc<dyn BlockDevice>, false).unwrap();
