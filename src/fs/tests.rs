@@ -524,7 +524,7 @@ fn quiet_changes_are_committed_after_idle_commit() {
 fn unprivileged_changes_drop_privileges() {
     let dev = new_dev(64);
     let fs = mount(&dev);
-    let user = |uid, gid| Caller { uid, gid, pid: 0 };
+    let user = |uid, gid| Caller { uid, gid, ..ROOT };
     let mode_of = |ino| fs.getattr(ino).unwrap().perm as u32;
     let cap = b"security.capability";
     let file = |name: &str, perm: u32, gid: u32| {
@@ -593,4 +593,70 @@ fn unprivileged_changes_drop_privileges() {
     let dir = fs.mkdir(ROOT_INO, b"dir", 0o2777, ROOT).unwrap().ino;
     fs.setattr(dir, &chown).unwrap();
     assert_eq!(mode_of(dir), 0o2777);
+}
+
+#[test]
+fn umask_or_default_acl_decides_a_new_node_mode() {
+    use super::acl::{Acl, ACCESS, DEFAULT};
+    let dev = new_dev(64);
+    let fs = mount(&dev);
+    let who = Caller {
+        umask: 0o077,
+        ..ROOT
+    };
+    let perm = |ino| fs.getattr(ino).unwrap().perm as u32;
+    // No default ACL: the umask clears permission bits only.
+    let a = fs
+        .mknod(ROOT_INO, b"a", libc::S_IFREG | 0o4777, 0, who)
+        .unwrap();
+    assert_eq!(perm(a.ino), 0o4700);
+    let link = fs.symlink(ROOT_INO, b"l", b"a", who).unwrap();
+    assert_eq!(perm(link.ino), 0o777, "symlinks are always 0777");
+    // A default ACL replaces the umask; a directory inherits it.
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
+    let mut default = vec![2, 0, 0, 0];
+    for (tag, perm, id) in [
+        (1u16, 7u16, u32::MAX),
+        (2, 6, 1000),
+        (4, 5, u32::MAX),
+        (16, 7, u32::MAX),
+        (32, 5, u32::MAX),
+    ] {
+        default.extend_from_slice(&tag.to_le_bytes());
+        default.extend_from_slice(&perm.to_le_bytes());
+        default.extend_from_slice(&id.to_le_bytes());
+    }
+    fs.setxattr(d, DEFAULT, &default, 0).unwrap();
+    let f = fs
+        .mknod(d, b"f", libc::S_IFREG | 0o666, 0, who)
+        .unwrap()
+        .ino;
+    assert_eq!(
+        perm(f),
+        0o664,
+        "owner rw, mask rw (the group class), other r"
+    );
+    let access = Acl::decode(&fs.getxattr(f, ACCESS).unwrap()).unwrap();
+    assert_eq!(access.equiv_mode(), (0o664, false));
+    assert_eq!(fs.getxattr(f, DEFAULT).unwrap_err().errno(), libc::ENODATA);
+    let sub = fs.mkdir(d, b"sub", 0o777, who).unwrap().ino;
+    assert_eq!(fs.getxattr(sub, DEFAULT).unwrap(), default);
+    // chmod moves the mask, not the owning group's entry; setting a plain ACL drops it.
+    let chmod = SetAttr {
+        mode: Some(0o640),
+        ..SetAttr::default()
+    };
+    fs.setattr(f, &chmod).unwrap();
+    let access = Acl::decode(&fs.getxattr(f, ACCESS).unwrap()).unwrap();
+    assert_eq!(access.equiv_mode(), (0o640, false));
+    let plain = [
+        2, 0, 0, 0, 1, 0, 6, 0, 255, 255, 255, 255, 4, 0, 4, 0, 255, 255, 255, 255, 32, 0, 0, 0,
+        255, 255, 255, 255,
+    ];
+    fs.setxattr(f, ACCESS, &plain, 0).unwrap();
+    assert_eq!(perm(f), 0o640);
+    assert_eq!(fs.getxattr(f, ACCESS).unwrap_err().errno(), libc::ENODATA);
+    // Remount: all of it was on disk.
+    let fs = remount(fs, &dev);
+    assert_eq!(fs.getxattr(sub, DEFAULT).unwrap(), default);
 }

@@ -57,6 +57,8 @@ pub struct Caller {
     pub gid: u32,
     /// The calling process (0: unknown), whose supplementary groups `in_group` reads.
     pub pid: u32,
+    /// The caller's umask, for a node it creates under a directory without a default ACL.
+    pub umask: u32,
 }
 
 impl Caller {
@@ -65,6 +67,7 @@ impl Caller {
         uid: 0,
         gid: 0,
         pid: 0,
+        umask: 0,
     };
 
     /// Is the caller a member of `gid`: its own group, or one of the supplementary groups of

@@ -16,6 +16,16 @@ pub(super) fn caller(req: &Request) -> Caller {
         uid: req.uid(),
         gid: req.gid(),
         pid: req.pid(),
+        umask: 0,
+    }
+}
+
+/// The caller of a create, mknod or mkdir, with its umask: the kernel leaves applying it to
+/// us (`FUSE_DONT_MASK`), as a default ACL takes its place.
+pub(super) fn creator(req: &Request, umask: u32) -> Caller {
+    Caller {
+        umask,
+        ..caller(req)
     }
 }
 
@@ -113,13 +123,6 @@ pub(super) fn set_time(t: TimeOrNow) -> SetTime {
     }
 }
 
-/// Permission bits of a new node: the kernel applies the umask itself unless
-/// `FUSE_DONT_MASK` was negotiated (we do not ask for it); applying it again is harmless and
-/// keeps us right if that ever changes.
-pub(super) fn masked_perm(mode: u32, umask: u32) -> u32 {
-    mode & 0o7777 & !umask
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,12 +170,6 @@ mod tests {
             assert_eq!(request_timespec(fuser_decodes(sec, nsec)), ts(sec, nsec));
         }
         assert_eq!(set_time(TimeOrNow::Now), SetTime::Now);
-    }
-
-    #[test]
-    fn umask_only_clears_permission_bits() {
-        assert_eq!(masked_perm(0o100666, 0o022), 0o644);
-        assert_eq!(masked_perm(0o4777, 0o077), 0o4700);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use kernel_mount::mount;
 
 use crate::error::{Error, Result};
 use crate::fs::{self, Attr, Fs, Ino, SetAttr};
-use convert::{caller, errno, file_attr, file_type, masked_perm, request_timespec, set_time};
+use convert::{caller, creator, errno, file_attr, file_type, request_timespec, set_time};
 use fuser::{
     AccessFlags, Config, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, MountOption, Notifier, OpenFlags,
@@ -333,6 +333,11 @@ impl Filesystem for StableFuse {
             // O_TRUNC is handled in open (see open_file).
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_WRITEBACK_CACHE,
+            // The kernel enforces POSIX ACLs, which we store and keep in step with the mode
+            // (`fs::acl`). The umask comes to us unapplied (DONT_MASK), because a default ACL
+            // replaces it.
+            InitFlags::FUSE_POSIX_ACL,
+            InitFlags::FUSE_DONT_MASK,
             // We clear set-user-ID and friends where the kernel asks (writes flagged
             // FUSE_WRITE_KILL_SUIDGID, unprivileged truncates). In return the kernel marks the
             // superblock SB_NOSEC and stops sending a getxattr("security.capability") round
@@ -427,10 +432,10 @@ impl Filesystem for StableFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let mode = (mode & libc::S_IFMT) | masked_perm(mode, umask);
+        let mode = (mode & libc::S_IFMT) | (mode & 0o7777);
         let made = self
             .fs
-            .mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
+            .mknod(parent.0, name.as_bytes(), mode, rdev, creator(req, umask));
         reply_entry(made, reply);
     }
 
@@ -443,9 +448,13 @@ impl Filesystem for StableFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let perm = masked_perm(mode, umask);
         reply_entry(
-            self.fs.mkdir(parent.0, name.as_bytes(), perm, caller(req)),
+            self.fs.mkdir(
+                parent.0,
+                name.as_bytes(),
+                mode & 0o7777,
+                creator(req, umask),
+            ),
             reply,
         );
     }
@@ -676,7 +685,7 @@ impl Filesystem for StableFuse {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -685,8 +694,10 @@ impl Filesystem for StableFuse {
         reply: ReplyEmpty,
     ) {
         // `position` is for macOS resource forks; Linux always sends 0.
+        let name = name.as_bytes();
         let set = match position {
-            0 => self.fs.setxattr(ino.0, name.as_bytes(), value, flags),
+            0 if fs::acl::is_acl(name) => self.fs.set_acl(ino.0, name, value, flags, &caller(req)),
+            0 => self.fs.setxattr(ino.0, name, value, flags),
             _ => Err(Error::Errno(libc::EINVAL)),
         };
         reply_empty(set, reply);
@@ -722,8 +733,12 @@ impl Filesystem for StableFuse {
         reply: ReplyCreate,
     ) {
         // A new file is empty: O_TRUNC has nothing to do.
-        let perm = masked_perm(mode, umask);
-        match self.create_file(parent.0, name.as_bytes(), perm, caller(req)) {
+        match self.create_file(
+            parent.0,
+            name.as_bytes(),
+            mode & 0o7777,
+            creator(req, umask),
+        ) {
             Ok(attr) => {
                 self.seeker.opened(attr.ino, flags);
                 reply.created(
