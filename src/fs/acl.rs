@@ -178,6 +178,14 @@ impl Acl {
     }
 }
 
+/// What a new node starts with: its mode, and the ACLs to store (encoded).
+pub(super) struct NewNode {
+    pub mode: u32,
+    pub access: Option<Vec<u8>>,
+    /// A directory's inherited default ACL.
+    pub default: Option<Vec<u8>>,
+}
+
 /// Which ACL an xattr name is, if any.
 pub fn is_acl(name: &[u8]) -> bool {
     name == ACCESS || name == DEFAULT
@@ -236,25 +244,27 @@ impl Fs {
         Self::xattr_put(st, ino, ACCESS, Some(&acl.encode()))
     }
 
-    /// The mode of a node about to be created under `dir` with `mode` asked for by `who`, and
-    /// the ACLs it gets (access, default): the directory's default ACL if it has one, else
-    /// the caller's umask.
-    pub(super) fn acl_create(
-        st: &mut State,
-        dir: Ino,
-        mode: u32,
-        who: &Caller,
-    ) -> Result<(u32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    /// The mode and ACLs of a node about to be created under `dir` with `mode` asked for by
+    /// `who`: from the directory's default ACL if it has one, else from the caller's umask.
+    pub(super) fn acl_create(st: &mut State, dir: Ino, mode: u32, who: &Caller) -> Result<NewNode> {
+        let plain = |mode| NewNode {
+            mode,
+            access: None,
+            default: None,
+        };
         if mode & libc::S_IFMT == libc::S_IFLNK {
-            return Ok((mode, None, None));
+            return Ok(plain(mode));
         }
         let Some(bytes) = Self::xattr_get(st, dir, DEFAULT)? else {
-            return Ok((mode & !(who.umask & 0o777), None, None));
+            return Ok(plain(mode & !(who.umask & 0o777)));
         };
         let default = Acl::decode(&bytes).map_err(|_| corrupt_acl(dir))?;
         let (access, mode) = default.create_masq(mode);
-        let inherit = (mode & libc::S_IFMT == libc::S_IFDIR).then_some(bytes);
-        Ok((mode, access.map(|a| a.encode()), inherit))
+        Ok(NewNode {
+            mode,
+            access: access.map(|a| a.encode()),
+            default: (mode & libc::S_IFMT == libc::S_IFDIR).then_some(bytes),
+        })
     }
 }
 

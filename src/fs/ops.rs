@@ -177,7 +177,8 @@ impl Fs {
         if kind == FileKind::Dir && dir.nlink >= LINK_MAX {
             return errno(libc::EMLINK);
         }
-        let (mode, access_acl, default_acl) = Self::acl_create(&mut st, parent, mode, &who)?;
+        let new = Self::acl_create(&mut st, parent, mode, &who)?;
+        let mode = new.mode;
         let ino = st.new_ino();
         let mut inode = self.new_inode(&mut st, &dir, mode, rdev, who);
         fill(&mut st, ino, &mut inode)?;
