@@ -192,8 +192,8 @@ impl Fs {
         st.put_inode(parent, &dir)?;
         st.put_inode(ino, &inode)?;
         for (name, acl) in [
-            (super::acl::ACCESS, access_acl),
-            (super::acl::DEFAULT, default_acl),
+            (super::acl::ACCESS, new.access),
+            (super::acl::DEFAULT, new.default),
         ] {
             if let Some(acl) = acl {
                 Self::xattr_put(&mut st, ino, name, Some(&acl))?;
