@@ -11,6 +11,7 @@ mod ops;
 mod scrub;
 mod state;
 mod types;
+mod xattr;
 
 pub use types::*;
 
