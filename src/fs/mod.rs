@@ -274,3 +274,5 @@ mod copies_tests;
 mod fileops_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod xattr_tests;
