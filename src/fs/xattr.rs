@@ -220,6 +220,12 @@ impl Fs {
 
     /// Every name, each followed by a NUL, in the order of their hashes.
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.listxattr_as(ino, true)
+    }
+
+    /// The names a caller sees: as ext4, `trusted.*` names only if it is privileged
+    /// (CAP_SYS_ADMIN; the FUSE adapter takes root for that).
+    pub fn listxattr_as(&self, ino: Ino, privileged: bool) -> Result<Vec<u8>> {
         let mut st = self.lock();
         st.inode(ino)?;
         let items = st.meta.tree.range(
@@ -230,6 +236,9 @@ impl Fs {
         let mut out = Vec::new();
         for (_, v) in items {
             for x in decode_xattr_bucket(&v)? {
+                if !privileged && x.name.starts_with(b"trusted.") {
+                    continue;
+                }
                 out.extend_from_slice(&x.name);
                 out.push(0);
             }

@@ -115,6 +115,13 @@ fn values_up_to_64k_names_up_to_255_bytes() {
         .chain([long.clone()])
         .collect();
     assert_eq!(names(&fs, f), want);
+    // trusted.* names are listed to the privileged only.
+    fs.setxattr(f, b"trusted.t", b"1", 0).unwrap();
+    let all = fs.listxattr_as(f, true).unwrap();
+    let unprivileged = fs.listxattr_as(f, false).unwrap();
+    assert_eq!(all.len(), unprivileged.len() + b"trusted.t\0".len());
+    assert!(!unprivileged.windows(8).any(|w| w == b"trusted."));
+    fs.removexattr(f, b"trusted.t").unwrap();
     fs = remount(fs, &dev);
     for (k, &n) in sizes.iter().enumerate() {
         let name = format!("user.v{n}");
