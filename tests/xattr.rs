@@ -251,7 +251,10 @@ fn xattrs_up_to_64k_as_ext4_as_root_and_nobody_and_after_remount() {
     }
     p.stable.remount();
     let out = p.same(&User::root(), &verify_script());
-    assert!(!out.contains("DIFFERENT") && !out.contains("ENODATA"), "{out}");
+    assert!(
+        !out.contains("DIFFERENT") && !out.contains("ENODATA"),
+        "{out}"
+    );
     assert_eq!(out.matches("as set").count(), 14, "{out}");
     fsck_clean(&mut p);
 }
@@ -288,7 +291,8 @@ probe_list('many')
     assert_eq!(ns, 300, "{}{}", s.stdout, s.stderr);
     assert!(s.stdout.contains("wrong values: 0"), "{}", s.stdout);
     assert!(
-        s.stdout.contains("size 3000, one byte short ERANGE, exact 3000, 300 names"),
+        s.stdout
+            .contains("size 3000, one byte short ERANGE, exact 3000, 300 names"),
         "{}",
         s.stdout
     );
