@@ -311,7 +311,11 @@ fn setxattr(fs: &Fs, model: &mut State, path: &str, which: u64) -> Step {
     }
     let ino = resolve(fs, path).unwrap();
     let name = format!("user.k{which}").into_bytes();
-    let value = format!("v{}", path.len() as u64 * 7 + which).into_bytes();
+    let mut value = format!("v{}", path.len() as u64 * 7 + which).into_bytes();
+    if which == 2 {
+        // Too big for its bucket: out of line, in parts (the first sets a feature bit).
+        value = value.repeat(3000);
+    }
     if applied(fs.setxattr(ino, &name, &value, 0))? {
         for p in aliases(model, fs, path) {
             if let Some(Node::File { xattrs, .. }) = model.get_mut(&p) {

@@ -645,15 +645,18 @@ const XATTR_BUCKET_GOLDEN_HEAD: &[u8] = &[
 #[test]
 fn xattr_bucket_golden() {
     let attrs = vec![
-        (b"user.a".to_vec(), vec![0xd1, 0xd2, 0xd3]),
-        (b"trusted.bb".to_vec(), vec![0xe1; 258]),
+        XattrEntry::inline(b"user.a", &[0xd1, 0xd2, 0xd3]),
+        XattrEntry::inline(b"trusted.bb", &[0xe1; 258]),
     ];
     let golden = [XATTR_BUCKET_GOLDEN_HEAD, &[0xe1; 258]].concat();
     assert_eq!(encode_xattr_bucket(&attrs), golden);
     assert_eq!(decode_xattr_bucket(&golden).unwrap(), attrs);
 
     let mut entry = 0;
-    for (name, value) in &attrs {
+    for x in &attrs {
+        let (name, XattrValue::Inline(value)) = (&x.name, &x.value) else {
+            unreachable!("inline entries")
+        };
         let g = &golden[entry..];
         assert_eq!(at(g, XATTR_NAME_LEN_OFF), [name.len() as u8]);
         let value_len = value.len() as u16;
@@ -664,6 +667,67 @@ fn xattr_bucket_golden() {
         entry += value_off + value.len();
     }
     assert_eq!(entry, golden.len());
+}
+
+/// An inline entry, then an external one: a 65536-byte value in slot 0x0000_1234_5678_9abc.
+#[rustfmt::skip]
+const XATTR_EXTERNAL_BUCKET_GOLDEN: &[u8] = &[
+    0x06,                                            //   0 entry 0 name length
+    0x00, 0x00,                                      //   1 entry 0 value length: 0
+    0x75, 0x73, 0x65, 0x72, 0x2e, 0x61,              //   3 entry 0 name "user.a"
+    0x06,                                            //   9 entry 1 name length
+    0xff, 0xff,                                      //  10 entry 1: external
+    0x75, 0x73, 0x65, 0x72, 0x2e, 0x62,              //  12 entry 1 name "user.b"
+    0x00, 0x00, 0x01, 0x00,                          //  18 entry 1 value length: 65536
+    0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12, 0x00, 0x00,  //  22 entry 1 slot
+];
+
+#[test]
+fn xattr_external_bucket_golden() {
+    let slot = 0x0000_1234_5678_9abc;
+    let attrs = vec![
+        XattrEntry::inline(b"user.a", &[]),
+        XattrEntry {
+            name: b"user.b".to_vec(),
+            value: XattrValue::External { len: 65536, slot },
+        },
+    ];
+    let golden = XATTR_EXTERNAL_BUCKET_GOLDEN;
+    assert_eq!(encode_xattr_bucket(&attrs), golden);
+    assert_eq!(decode_xattr_bucket(golden).unwrap(), attrs);
+    let ext = &golden[9..];
+    assert_eq!(at(ext, XATTR_VALUE_LEN_OFF), XATTR_EXTERNAL.to_le_bytes());
+    let after = &ext[XATTR_NAME_OFF + 6..];
+    assert_eq!(at(after, XATTR_EXT_LEN_OFF), 65536u32.to_le_bytes());
+    assert_eq!(at(after, XATTR_EXT_SLOT_OFF), slot.to_le_bytes());
+    assert_eq!(after.len(), XATTR_EXT_SIZE);
+    assert_eq!(attrs[1].encoded_len(), golden.len() - 9);
+
+    // The parts' keys: the slot above 16 bits of part number.
+    let k = xattr_part_key(7, slot, 3);
+    assert_eq!(
+        (k.object, k.kind, k.offset),
+        (7, KIND_XATTR_VALUE, 0x1234_5678_9abc_0003)
+    );
+    assert_eq!(xattr_part_of(k.offset), (slot, 3));
+    // 4 KiB blocks: parts of max_item_value bytes, the last the rest.
+    let part = max_item_value(4096);
+    let lens = xattr_part_lens(65536, 4096);
+    assert_eq!(lens.len(), 65536usize.div_ceil(part));
+    assert!(lens[..lens.len() - 1].iter().all(|&l| l == part));
+    assert_eq!(lens.iter().sum::<usize>(), 65536);
+    assert_eq!(xattr_part_lens(part, 4096), vec![part]);
+    assert_eq!(xattr_part_lens(part + 1, 4096), vec![part, 1]);
+
+    // Lengths out of range, and slots above 48 bits, are corrupt.
+    for (len, slot) in [(0u32, 1u64), (65537, 1), (1, XATTR_SLOT_LIMIT)] {
+        let mut bad = golden.to_vec();
+        bad[18..22].copy_from_slice(&len.to_le_bytes());
+        bad[22..30].copy_from_slice(&slot.to_le_bytes());
+        assert!(decode_xattr_bucket(&bad).is_err(), "{len} {slot:#x}");
+    }
+    // A truncated external entry is corrupt.
+    assert!(decode_xattr_bucket(&golden[..golden.len() - 1]).is_err());
 }
 
 #[rustfmt::skip]
@@ -887,6 +951,7 @@ fn format_numbers_golden() {
     assert_eq!(FEATURE_COMPAT_KNOWN, 0);
     assert_eq!(FEATURE_RO_COMPAT_METADATA_DUP, 1);
     assert_eq!(FEATURE_INCOMPAT_DATA_COPIES, 1);
+    assert_eq!(FEATURE_INCOMPAT_XATTR_VALUES, 2);
     assert_eq!(TREE_FS, 1);
     assert_eq!(
         [
@@ -899,11 +964,21 @@ fn format_numbers_golden() {
             KIND_ORPHAN,
             KIND_UNWRITTEN,
             KIND_SCRUB,
+            KIND_XATTR_VALUE,
         ],
-        [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     );
     assert_eq!((OBJECT_FS, FIRST_COOKIE), (0, 3));
     assert_eq!(EXTENT_HAS_COPY, 0x8000_0000);
+    assert_eq!(
+        (
+            XATTR_EXTERNAL,
+            XATTR_SIZE_MAX,
+            XATTR_NAME_MAX,
+            XATTR_PART_BITS
+        ),
+        (0xffff, 65536, 255, 16)
+    );
     assert_eq!((SCRUB_CURRENT, SCRUB_LAST, SCRUB_ITEM_VERSION), (0, 1, 1));
     assert_eq!((NODE_HEADER_SIZE, KEY_SIZE, BLOCK_PTR_SIZE), (64, 17, 32));
     assert_eq!((INODE_ITEM_SIZE, SCRUB_ITEM_SIZE), (112, 128));

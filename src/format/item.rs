@@ -8,7 +8,9 @@
 //! (dir,   DIRINDEX, cookie)           ino u64 | kind u8 | len u8 | name  (readdir order)
 //!                                     kind: 1 file, 2 directory, 3 symlink, 4 fifo, 5 socket,
 //!                                     6 character device, 7 block device
-//! (ino,   XATTR,    name hash)        [name len u8 | value len u16 | name | value]*
+//! (ino,   XATTR,    name hash)        XattrEntry*: every xattr of ino whose name has this hash
+//! (ino,   XATTR_VALUE, slot << 16 | part)
+//!                                     part `part` of an external xattr value (below)
 //! (ino,   EXTENT,   file block)       ExtentItem (below)
 //! (ino,   SYMLINK,  part)             the target bytes, in parts 0, 1, ... of at most
 //!                                     `max_item_value` bytes each
@@ -30,6 +32,18 @@
 //!     images made before it existed)
 //!   (blocks: mapped by EXTENT items plus reserved by UNWRITTEN ones)
 //!
+//! XattrEntry, one of two forms told apart by the u16 at byte 1:
+//!   inline    0 name len u8 (1..=255) | 1 value len u16 (< 0xffff) | 3 name | value
+//!   external  0 name len u8 (1..=255) | 1 0xffff u16 (XATTR_EXTERNAL) | 3 name |
+//!             then value len u32 (1..=XATTR_SIZE_MAX) | slot u64 (< 2^48)
+//!   An inline value lives in the bucket (every value of images made before external values
+//!   existed; an item is far shorter than 0xffff bytes, so no inline entry has that length).
+//!   An external value (one too big for its bucket) lives in XATTR_VALUE items
+//!   (ino, XATTR_VALUE, slot << 16 | part) for part 0, 1, ..., n - 1: each part holds exactly
+//!   `max_item_value(block_size)` bytes but the last, which holds the rest (1 byte or more).
+//!   The slot is the entry's own: no two xattrs of one inode share one. An image with an
+//!   external entry has FEATURE_INCOMPAT_XATTR_VALUES set, so an older stablefs refuses it.
+//!
 //! ExtentItem, 20 + 4n bytes (one copy) or 28 + 4n bytes (two copies)
 //!   0 disk start u64      first device block of the extent (its first copy)
 //!   8 blocks u32          bits 0-30: n, the extent's length in blocks (n >= 1);
@@ -44,7 +58,7 @@
 
 use super::codec::{Dec, Enc};
 use super::copies::Copies;
-use super::node::max_item_value;
+use super::node::{max_item_value, Key};
 use super::posix::{FileKind, Timespec};
 use super::MIN_BLOCK_SIZE;
 use crate::error::Result;
@@ -58,6 +72,7 @@ pub const KIND_SYMLINK: u8 = 6;
 pub const KIND_ORPHAN: u8 = 7;
 pub const KIND_UNWRITTEN: u8 = 8;
 pub const KIND_SCRUB: u8 = 9;
+pub const KIND_XATTR_VALUE: u8 = 10;
 /// Object id of filesystem-wide items (orphans, unwritten totals, the scrub's record).
 pub const OBJECT_FS: u64 = 0;
 /// First cookie handed to real entries; 1 and 2 are "." and "..".
@@ -103,6 +118,19 @@ pub const DIRINDEX_NAME_OFF: usize = DIRINDEX_NAME_LEN_OFF + 1;
 pub const XATTR_NAME_LEN_OFF: usize = 0;
 pub const XATTR_VALUE_LEN_OFF: usize = XATTR_NAME_LEN_OFF + 1;
 pub const XATTR_NAME_OFF: usize = XATTR_VALUE_LEN_OFF + 2;
+/// The value length of an external entry: its value is in XATTR_VALUE items.
+pub const XATTR_EXTERNAL: u16 = 0xffff;
+/// Offsets, after the name, inside an external entry.
+pub const XATTR_EXT_LEN_OFF: usize = 0;
+pub const XATTR_EXT_SLOT_OFF: usize = XATTR_EXT_LEN_OFF + 4;
+pub const XATTR_EXT_SIZE: usize = XATTR_EXT_SLOT_OFF + 8;
+/// Longest xattr value (Linux's `XATTR_SIZE_MAX`) and name (`XATTR_NAME_MAX`).
+pub const XATTR_SIZE_MAX: usize = 65536;
+pub const XATTR_NAME_MAX: usize = 255;
+/// An XATTR_VALUE key's offset: the slot above `XATTR_PART_BITS` bits of part number.
+pub const XATTR_PART_BITS: u32 = 16;
+/// Slots are below 2^48 (they fill the key offset's upper 48 bits).
+pub const XATTR_SLOT_LIMIT: u64 = 1 << (64 - XATTR_PART_BITS);
 
 /// Field offsets inside an `ExtentItem`; the crc array starts at `EXTENT_CRCS_OFF` or, when
 /// the item has a second copy, at `EXTENT_CRCS_WITH_COPY_OFF`.
@@ -125,7 +153,13 @@ const _: () = assert!(INODE_ITEM_SIZE <= max_item_value(MIN_BLOCK_SIZE));
 const _: () = assert!(BLOCK_COUNT_SIZE <= max_item_value(MIN_BLOCK_SIZE));
 const _: () = assert!(EXTENT_CRCS_WITH_COPY_OFF + 4 <= max_item_value(MIN_BLOCK_SIZE));
 const _: () = assert!(DIRENT_NAME_OFF + u8::MAX as usize <= max_item_value(MIN_BLOCK_SIZE));
-const _: () = assert!(XATTR_NAME_OFF + u8::MAX as usize <= max_item_value(MIN_BLOCK_SIZE));
+const _: () =
+    assert!(XATTR_NAME_OFF + u8::MAX as usize + XATTR_EXT_SIZE <= max_item_value(MIN_BLOCK_SIZE));
+// No inline value can be as long as the external marker, even in the largest blocks.
+const _: () = assert!(max_item_value(super::MAX_BLOCK_SIZE) < XATTR_EXTERNAL as usize);
+// The parts of the longest value, in the smallest blocks, number well below 2^16.
+const _: () =
+    assert!(XATTR_SIZE_MAX.div_ceil(max_item_value(MIN_BLOCK_SIZE)) < 1 << XATTR_PART_BITS);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InodeItem {
@@ -351,32 +385,124 @@ pub fn decode_dirindex(bytes: &[u8], cookie: u64) -> Result<DirLink> {
     })
 }
 
-/// The XATTR bucket: every xattr of an inode whose name hashes to one value.
-pub fn encode_xattr_bucket(attrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+/// Where an xattr's value is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XattrValue {
+    /// In the bucket.
+    Inline(Vec<u8>),
+    /// In `len` bytes of XATTR_VALUE items under `slot` (see the byte map above).
+    External { len: u32, slot: u64 },
+}
+
+impl XattrValue {
+    /// The value's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            XattrValue::Inline(v) => v.len(),
+            XattrValue::External { len, .. } => *len as usize,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One xattr in an XATTR bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XattrEntry {
+    pub name: Vec<u8>,
+    pub value: XattrValue,
+}
+
+impl XattrEntry {
+    pub fn inline(name: &[u8], value: &[u8]) -> XattrEntry {
+        XattrEntry {
+            name: name.to_vec(),
+            value: XattrValue::Inline(value.to_vec()),
+        }
+    }
+    /// Bytes the entry takes in its bucket.
+    pub fn encoded_len(&self) -> usize {
+        XATTR_NAME_OFF
+            + self.name.len()
+            + match &self.value {
+                XattrValue::Inline(v) => v.len(),
+                XattrValue::External { .. } => XATTR_EXT_SIZE,
+            }
+    }
+}
+
+/// The XATTR bucket: every xattr of an inode whose name hashes to one value. Names are 1 to
+/// 255 bytes, inline values shorter than `XATTR_EXTERNAL` (the caller's to ensure: every
+/// bucket fits an item).
+pub fn encode_xattr_bucket(entries: &[XattrEntry]) -> Vec<u8> {
     let mut e = Enc::default();
-    for (n, v) in attrs {
-        e.u8(n.len() as u8).u16(v.len() as u16).bytes(n).bytes(v);
+    for x in entries {
+        debug_assert!((1..=XATTR_NAME_MAX).contains(&x.name.len()));
+        e.u8(x.name.len() as u8);
+        match &x.value {
+            XattrValue::Inline(v) => {
+                debug_assert!(v.len() < XATTR_EXTERNAL as usize);
+                e.u16(v.len() as u16).bytes(&x.name).bytes(v);
+            }
+            XattrValue::External { len, slot } => {
+                e.u16(XATTR_EXTERNAL).bytes(&x.name).u32(*len).u64(*slot);
+            }
+        }
     }
     e.buf
 }
 
-pub fn decode_xattr_bucket(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn decode_xattr_bucket(bytes: &[u8]) -> Result<Vec<XattrEntry>> {
     let mut d = Dec::new(bytes, "xattr");
     let mut out = Vec::new();
     while d.remaining() > 0 {
         let nl = d.u8()? as usize;
-        let vl = d.u16()? as usize;
+        let vl = d.u16()?;
         if nl == 0 {
             return d.corrupt("empty xattr name");
         }
-        let n = d.bytes(nl)?.to_vec();
-        let v = d.bytes(vl)?.to_vec();
-        out.push((n, v));
+        let name = d.bytes(nl)?.to_vec();
+        let value = if vl == XATTR_EXTERNAL {
+            let len = d.u32()?;
+            let slot = d.u64()?;
+            if len == 0 || len as usize > XATTR_SIZE_MAX {
+                return d.corrupt(format_args!("external xattr value of {len} bytes"));
+            }
+            if slot >= XATTR_SLOT_LIMIT {
+                return d.corrupt(format_args!("xattr value slot {slot:#x}"));
+            }
+            XattrValue::External { len, slot }
+        } else {
+            XattrValue::Inline(d.bytes(vl as usize)?.to_vec())
+        };
+        out.push(XattrEntry { name, value });
     }
     if out.is_empty() {
         return d.corrupt("empty bucket");
     }
     Ok(out)
+}
+
+/// The key of part `part` of the external xattr value in `slot` of inode `ino`.
+pub fn xattr_part_key(ino: u64, slot: u64, part: u64) -> Key {
+    Key::new(ino, KIND_XATTR_VALUE, slot << XATTR_PART_BITS | part)
+}
+
+/// The (slot, part) of an XATTR_VALUE key's offset.
+pub fn xattr_part_of(offset: u64) -> (u64, u64) {
+    (
+        offset >> XATTR_PART_BITS,
+        offset & ((1 << XATTR_PART_BITS) - 1),
+    )
+}
+
+/// The lengths of the parts of an external value of `len` bytes, in order.
+pub fn xattr_part_lens(len: usize, block_size: u32) -> Vec<usize> {
+    let part = max_item_value(block_size);
+    (0..len.div_ceil(part))
+        .map(|i| part.min(len - i * part))
+        .collect()
 }
 
 /// Bit 31 of an extent item's block count: a second copy's start follows the birth generation.

@@ -7,7 +7,8 @@
 //!  12  version          u32   FORMAT_VERSION
 //!  16  compat           u64   features an older reader may ignore
 //!  24  ro_compat        u64   features an older reader may only read (bit 0: metadata DUP)
-//!  32  incompat         u64   features an older reader must refuse (bit 0: data copies=2)
+//!  32  incompat         u64   features an older reader must refuse (bit 0: data copies=2;
+//!                             bit 1: external xattr values)
 //!  40  uuid             [16]  filesystem UUID, also in every tree node header
 //!  56  block_size       u32   bytes per block, power of two in [4 KiB, 64 KiB]
 //!  60  slot             u32   which slot this copy was written to (0 or 1)
@@ -86,7 +87,12 @@ pub const FEATURE_RO_COMPAT_KNOWN: u64 = FEATURE_RO_COMPAT_METADATA_DUP;
 /// field a reader that does not know it would misparse, so incompat), the second copy about
 /// half the device away.
 pub const FEATURE_INCOMPAT_DATA_COPIES: u64 = 1;
-pub const FEATURE_INCOMPAT_KNOWN: u64 = FEATURE_INCOMPAT_DATA_COPIES;
+/// External xattr values: an XATTR entry may say its value is in XATTR_VALUE items (see
+/// `item`), which a reader that does not know it would misparse. Set by the first such value
+/// written, so images that never held one stay readable by older stablefs.
+pub const FEATURE_INCOMPAT_XATTR_VALUES: u64 = 1 << 1;
+pub const FEATURE_INCOMPAT_KNOWN: u64 =
+    FEATURE_INCOMPAT_DATA_COPIES | FEATURE_INCOMPAT_XATTR_VALUES;
 
 const _: () = assert!(SB_FIRST_BLOCK_OFF + 8 == SB_USED);
 const _: () = assert!(SB_USED <= SB_SIZE);

@@ -171,8 +171,12 @@ fn items_round_trip() {
         links
     );
     let x = vec![
-        (b"user.a".to_vec(), vec![]),
-        (b"user.b".to_vec(), vec![1, 2, 3]),
+        XattrEntry::inline(b"user.a", &[]),
+        XattrEntry::inline(b"user.b", &[1, 2, 3]),
+        XattrEntry {
+            name: b"user.c".to_vec(),
+            value: XattrValue::External { len: 4000, slot: 9 },
+        },
     ];
     assert_eq!(decode_xattr_bucket(&encode_xattr_bucket(&x)).unwrap(), x);
     let ext = ExtentItem {

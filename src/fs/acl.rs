@@ -204,9 +204,10 @@ impl Fs {
         let acl = Acl::decode(value)?;
         let _change = self.begin_change()?;
         let mut st = self.lock();
-        self.store.reserve(&st, 0, Reserve::Names)?;
+        let need = super::xattr::reservation(&st, value.len());
+        self.store.reserve(&st, need, Reserve::Names)?;
         let mut i = st.inode(ino)?;
-        let exists = Self::xattr_get(&mut st, ino, name)?.is_some();
+        let exists = super::xattr::get(&mut st, ino, name)?.is_some();
         match (exists, flags) {
             (true, XATTR_CREATE) => return errno(libc::EEXIST),
             (false, XATTR_REPLACE) => return errno(libc::ENODATA),
@@ -216,7 +217,7 @@ impl Fs {
             if i.kind() != FileKind::Dir {
                 return errno(libc::EACCES);
             }
-            Self::xattr_put(&mut st, ino, name, Some(&acl.encode()))?;
+            super::xattr::put(&mut st, ino, name, Some(&acl.encode()))?;
         } else {
             let (bits, equivalent) = acl.equiv_mode();
             let mut mode = (i.mode & !0o777) | bits;
@@ -225,7 +226,7 @@ impl Fs {
             }
             i.mode = mode;
             let stored = (!equivalent).then(|| acl.encode());
-            Self::xattr_put(&mut st, ino, name, stored.as_deref())?;
+            super::xattr::put(&mut st, ino, name, stored.as_deref())?;
         }
         i.ctime = Timespec::now();
         st.put_inode(ino, &i)?;
@@ -236,12 +237,12 @@ impl Fs {
 
     /// `chmod` of `ino` (its new mode in `i`): the access ACL follows.
     pub(super) fn acl_chmod(st: &mut State, ino: Ino, i: &InodeItem) -> Result<()> {
-        let Some(bytes) = Self::xattr_get(st, ino, ACCESS)? else {
+        let Some(bytes) = super::xattr::get(st, ino, ACCESS)? else {
             return Ok(());
         };
         let mut acl = Acl::decode(&bytes).map_err(|_| corrupt_acl(ino))?;
         acl.chmod(i.mode);
-        Self::xattr_put(st, ino, ACCESS, Some(&acl.encode()))
+        super::xattr::put(st, ino, ACCESS, Some(&acl.encode()))
     }
 
     /// The mode and ACLs of a node about to be created under `dir` with `mode` asked for by
@@ -255,7 +256,7 @@ impl Fs {
         if mode & libc::S_IFMT == libc::S_IFLNK {
             return Ok(plain(mode));
         }
-        let Some(bytes) = Self::xattr_get(st, dir, DEFAULT)? else {
+        let Some(bytes) = super::xattr::get(st, dir, DEFAULT)? else {
             return Ok(plain(mode & !(who.umask & 0o777)));
         };
         let default = Acl::decode(&bytes).map_err(|_| corrupt_acl(dir))?;

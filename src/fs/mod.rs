@@ -12,6 +12,7 @@ mod ops;
 mod scrub;
 mod state;
 mod types;
+mod xattr;
 
 pub use types::*;
 
@@ -297,3 +298,5 @@ mod copies_tests;
 mod fileops_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod xattr_tests;

@@ -3,13 +3,7 @@
 
 use super::state::{check_name, inode_key};
 use super::*;
-use crate::format::{
-    decode_xattr_bucket, encode_xattr_bucket, max_item_value, name_hash, InodeItem, FIRST_COOKIE,
-    KIND_SYMLINK, KIND_XATTR,
-};
-
-/// The (name, value) pairs of one xattr bucket.
-type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
+use crate::format::{max_item_value, InodeItem, FIRST_COOKIE, KIND_SYMLINK};
 
 /// Most hard links to one inode (ext4's limit).
 const LINK_MAX: u32 = 65000;
@@ -196,7 +190,7 @@ impl Fs {
             (super::acl::DEFAULT, new.default),
         ] {
             if let Some(acl) = acl {
-                Self::xattr_put(&mut st, ino, name, Some(&acl))?;
+                super::xattr::put(&mut st, ino, name, Some(&acl))?;
             }
         }
         st.ext.live.entry(ino).or_default().lookups += 1;
@@ -672,17 +666,11 @@ impl Fs {
             i.mode &= !libc::S_ISGID;
         }
         let cap = b"security.capability";
-        let (key, mut list) = Self::xattr_bucket(st, ino, cap)?;
-        let had_cap = list.iter().position(|(n, _)| n == cap);
-        if let Some(p) = had_cap {
-            list.remove(p);
-            if list.is_empty() {
-                st.meta.tree.remove(&key)?;
-            } else {
-                st.meta.tree.insert(key, encode_xattr_bucket(&list))?;
-            }
+        let had_cap = super::xattr::get(st, ino, cap)?.is_some();
+        if had_cap {
+            super::xattr::put(st, ino, cap, None)?;
         }
-        if i.mode != mode || had_cap.is_some() {
+        if i.mode != mode || had_cap {
             self.attrs_changed(ino);
         }
         Ok(())
@@ -765,136 +753,6 @@ impl Fs {
             bsize: self.bs,
             namelen: NAME_MAX as u32,
         })
-    }
-
-    // ---- xattrs ----
-
-    fn xattr_bucket(st: &mut State, ino: Ino, name: &[u8]) -> Result<(Key, XattrList)> {
-        st.inode(ino)?;
-        let key = Key::new(ino, KIND_XATTR, name_hash(name));
-        let list = match st.meta.tree.get(&key)? {
-            Some(v) => decode_xattr_bucket(&v)?,
-            None => Vec::new(),
-        };
-        Ok((key, list))
-    }
-
-    /// The value of `ino`'s xattr `name`, if it has one.
-    pub(super) fn xattr_get(st: &mut State, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>> {
-        let (_, list) = Self::xattr_bucket(st, ino, name)?;
-        Ok(list.into_iter().find(|(n, _)| n == name).map(|(_, v)| v))
-    }
-
-    /// Sets `ino`'s xattr `name` to `value`, or removes it (`None`; no error if absent).
-    pub(super) fn xattr_put(
-        st: &mut State,
-        ino: Ino,
-        name: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<()> {
-        let (key, mut list) = Self::xattr_bucket(st, ino, name)?;
-        list.retain(|(n, _)| n != name);
-        if let Some(v) = value {
-            list.push((name.to_vec(), v.to_vec()));
-        }
-        if list.is_empty() {
-            if st.meta.tree.get(&key)?.is_some() {
-                st.meta.tree.remove(&key)?;
-            }
-            return Ok(());
-        }
-        let enc = encode_xattr_bucket(&list);
-        if enc.len() > max_item_value(st.meta.sb.block_size) {
-            return errno(libc::E2BIG);
-        }
-        st.meta.tree.insert(key, enc)
-    }
-
-    fn check_xattr_name(name: &[u8]) -> Result<()> {
-        if name.is_empty() || name.contains(&0) {
-            return errno(libc::EINVAL);
-        }
-        if name.len() > 255 {
-            return errno(libc::ERANGE);
-        }
-        Ok(())
-    }
-
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        if super::acl::is_acl(name) {
-            // Tools and tests: root's rules (the adapter calls `set_acl` with the caller).
-            return self.set_acl(ino, name, value, flags, &Caller::ROOT);
-        }
-        Self::check_xattr_name(name)?;
-        let _change = self.begin_change()?;
-        let mut st = self.lock();
-        self.store.reserve(&st, 0, Reserve::Names)?;
-        let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
-        let pos = list.iter().position(|(n, _)| n == name);
-        match (pos, flags) {
-            (Some(_), XATTR_CREATE) => return errno(libc::EEXIST),
-            (None, XATTR_REPLACE) => return errno(libc::ENODATA),
-            _ => {}
-        }
-        match pos {
-            Some(p) => list[p].1 = value.to_vec(),
-            None => list.push((name.to_vec(), value.to_vec())),
-        }
-        let enc = encode_xattr_bucket(&list);
-        if enc.len() > max_item_value(self.bs) {
-            return errno(libc::E2BIG);
-        }
-        st.meta.tree.insert(key, enc)?;
-        let mut i = st.inode(ino)?;
-        i.ctime = now();
-        st.put_inode(ino, &i)
-    }
-
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        Self::check_xattr_name(name)?;
-        let mut st = self.lock();
-        let (_, list) = Self::xattr_bucket(&mut st, ino, name)?;
-        list.into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or(Error::Errno(libc::ENODATA))
-    }
-
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        let mut st = self.lock();
-        st.inode(ino)?;
-        let items = st.meta.tree.range(
-            &Key::new(ino, KIND_XATTR, 0),
-            &Key::new(ino, KIND_XATTR, u64::MAX),
-            usize::MAX,
-        )?;
-        let mut out = Vec::new();
-        for (_, v) in items {
-            for (n, _) in decode_xattr_bucket(&v)? {
-                out.extend_from_slice(&n);
-                out.push(0);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        Self::check_xattr_name(name)?;
-        let _change = self.begin_change()?;
-        let mut st = self.lock();
-        let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
-        let Some(p) = list.iter().position(|(n, _)| n == name) else {
-            return errno(libc::ENODATA);
-        };
-        list.remove(p);
-        if list.is_empty() {
-            st.meta.tree.remove(&key)?;
-        } else {
-            st.meta.tree.insert(key, encode_xattr_bucket(&list))?;
-        }
-        let mut i = st.inode(ino)?;
-        i.ctime = now();
-        st.put_inode(ino, &i)
     }
 
     /// The inode's key, for tools.

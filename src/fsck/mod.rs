@@ -9,7 +9,8 @@
 //!    decoded; every block reference (nodes and data extents) once, inside the device.
 //! 2. `namespace`: inodes against their items, the two halves of every directory, the
 //!    directory graph from the root (`..`, one name per directory, reachability), link counts,
-//!    orphans, the superblock's counters.
+//!    orphans, the superblock's counters; `xattrs`: external xattr values against their
+//!    entries.
 //! 3. `repair` (with `FsckOptions::repair`): one commit through `Meta`/`Tree`, then the whole
 //!    check again on the repaired commit.
 //!
@@ -28,6 +29,7 @@ mod namespace;
 mod repair;
 mod report;
 mod scan;
+mod xattrs;
 
 pub use namespace::LOST_FOUND;
 pub use report::*;

@@ -43,6 +43,12 @@ pub(super) struct Analysis {
     pub purge: Vec<u64>,
     /// ORPHAN items whose inode still has names or does not exist: dropped, nothing deleted.
     pub drop_orphan: Vec<u64>,
+    /// Xattrs (inode, name) whose external value is damaged: dropped, with what is left of it.
+    pub drop_xattrs: Vec<(u64, Vec<u8>)>,
+    /// External value parts (inode, slot) that no xattr claims: dropped.
+    pub drop_xattr_parts: Vec<(u64, u64)>,
+    /// External xattr values exist but the superblock lacks their feature bit: set it.
+    pub set_xattr_feature: bool,
 }
 
 /// Everything directories point at: per inode, the (directory, name) of each of its names.
@@ -74,6 +80,7 @@ pub(super) fn analyse(scan: &Scan, f: &mut Findings) -> Analysis {
     for (&ino, inode) in &scan.inodes {
         check_inode_items(scan, ino, inode, f);
     }
+    super::xattrs::check(scan, &mut a, f);
     let dirs: BTreeSet<u64> = scan
         .dirents
         .keys()
@@ -93,10 +100,11 @@ pub(super) fn analyse(scan: &Scan, f: &mut Findings) -> Analysis {
 
 /// Items of an object with no inode.
 fn items_have_inodes(scan: &Scan, f: &mut Findings) {
-    let kinds: [(&str, Vec<u64>); 5] = [
+    let kinds: [(&str, Vec<u64>); 6] = [
         ("directory entries", scan.dirents.keys().copied().collect()),
         ("readdir entries", scan.dirindex.keys().copied().collect()),
         ("xattrs", scan.xattrs.keys().copied().collect()),
+        ("xattr values", scan.xattr_parts.keys().copied().collect()),
         ("extents", scan.extents.keys().copied().collect()),
         ("symlink chunks", scan.symlinks.keys().copied().collect()),
     ];

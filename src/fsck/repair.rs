@@ -7,7 +7,9 @@
 //! directory halves (DIRENT buckets and DIRINDEX entries rebuilt from the merged names),
 //! detached inodes (named `#INO` in `/lost+found`, created if missing), the fields of an inode
 //! that follow from the rest of the tree (`nlink`, `blocks`, `parent`, `next_cookie`), and the
-//! superblock's counters. It never rewrites a block to make a checksum match: a commit with
+//! superblock's counters; and xattrs whose external value is damaged (dropped, with what is
+//! left of the value), value parts no xattr claims (dropped), and the external values'
+//! feature bit if it is missing. It never rewrites a block to make a checksum match: a commit with
 //! damaged metadata is not repaired at all (`mod.rs` refuses first).
 
 use super::namespace::{expected_nlink, max_cookie, Analysis, Entry, Names, LOST_FOUND};
@@ -16,8 +18,10 @@ use crate::alloc::Allocator;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::format::{
-    encode_dirent_bucket, encode_dirindex, name_hash, DirLink, ExtentItem, InodeItem, Key,
-    FIRST_COOKIE, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, OBJECT_FS,
+    decode_xattr_bucket, encode_dirent_bucket, encode_dirindex, encode_xattr_bucket, name_hash,
+    xattr_part_key, DirLink, ExtentItem, InodeItem, Key, XattrValue, FEATURE_INCOMPAT_XATTR_VALUES,
+    FIRST_COOKIE, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, KIND_XATTR,
+    OBJECT_FS, XATTR_PART_BITS,
 };
 use crate::format::{FileKind, Timespec, ROOT_INO};
 use crate::tree::{Tree, TreeIo};
@@ -42,6 +46,8 @@ struct Repair<'a> {
     names: BTreeMap<u64, Names>,
     /// Inodes deleted (orphans).
     purged: BTreeSet<u64>,
+    /// A superblock feature bit changed.
+    feature_set: bool,
     actions: Vec<String>,
 }
 
@@ -77,9 +83,11 @@ pub(super) fn repair(dev: Arc<dyn BlockDevice>, scan: &Scan, a: &Analysis) -> Re
         inodes: scan.inodes.clone(),
         names: a.names.clone(),
         purged: BTreeSet::new(),
+        feature_set: false,
         actions: Vec::new(),
     };
     r.orphans(a)?;
+    r.xattrs(a)?;
     for &d in &a.rebuild {
         r.rebuild_dir(d)?;
     }
@@ -104,6 +112,62 @@ impl Repair<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Drops damaged xattrs and unclaimed value parts; sets a missing feature bit.
+    fn xattrs(&mut self, a: &Analysis) -> Result<()> {
+        for (ino, name) in &a.drop_xattrs {
+            if self.purged.contains(ino) {
+                continue;
+            }
+            let key = Key::new(*ino, KIND_XATTR, name_hash(name));
+            let Some(v) = self.meta.tree.get(&key)? else {
+                continue;
+            };
+            let mut list = decode_xattr_bucket(&v)?;
+            let Some(p) = list.iter().position(|x| &x.name == name) else {
+                continue;
+            };
+            if let XattrValue::External { slot, .. } = list.remove(p).value {
+                self.drop_parts(*ino, slot)?;
+            }
+            if list.is_empty() {
+                self.meta.tree.remove(&key)?;
+            } else {
+                self.meta.tree.insert(key, encode_xattr_bucket(&list))?;
+            }
+            self.actions.push(format!(
+                "inode {ino}: xattr {} dropped (its value was damaged)",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        for &(ino, slot) in &a.drop_xattr_parts {
+            if self.purged.contains(&ino) {
+                continue;
+            }
+            let n = self.drop_parts(ino, slot)?;
+            self.actions.push(format!(
+                "inode {ino}: {n} xattr value part(s) no xattr claims dropped (slot {slot:#x})"
+            ));
+        }
+        if a.set_xattr_feature {
+            self.meta.sb.incompat |= FEATURE_INCOMPAT_XATTR_VALUES;
+            self.feature_set = true;
+            self.actions
+                .push("superblock: external xattr values feature set".into());
+        }
+        Ok(())
+    }
+
+    /// Removes every part of the external value in `slot` of `ino`; returns how many.
+    fn drop_parts(&mut self, ino: u64, slot: u64) -> Result<usize> {
+        let from = xattr_part_key(ino, slot, 0);
+        let to = xattr_part_key(ino, slot, (1 << XATTR_PART_BITS) - 1);
+        let parts = self.meta.tree.range(&from, &to, usize::MAX)?;
+        for (k, _) in &parts {
+            self.meta.tree.remove(k)?;
+        }
+        Ok(parts.len())
     }
 
     /// Deletes an inode and every item it owns; its data blocks are freed by the commit.
@@ -439,7 +503,7 @@ impl Repair<'_> {
         let counters_wrong = sb.inode_count != self.meta.inode_count
             || sb.next_ino != self.meta.next_ino
             || sb.used_blocks != self.scan.referenced;
-        if !self.meta.tree.is_dirty() && !counters_wrong {
+        if !self.meta.tree.is_dirty() && !counters_wrong && !self.feature_set {
             return Ok(Outcome {
                 generation: None,
                 actions: self.actions,

@@ -67,6 +67,12 @@ pub enum Check {
     ExtentOverlap,
     /// A symlink's chunks do not add up to its size (or are not numbered 0, 1, ...).
     SymlinkSize,
+    /// An xattr whose external value is damaged: parts missing, of the wrong length, or
+    /// beyond its end, or a slot two xattrs share; or external values on an image without
+    /// their feature bit.
+    XattrValue,
+    /// External xattr value parts that no xattr claims.
+    XattrStrayParts,
     /// A DIRENT or XATTR entry in the bucket of another name hash.
     NameHash,
     /// One name twice in a directory (or an xattr name twice).

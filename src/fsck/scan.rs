@@ -11,10 +11,11 @@ use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::Error;
 use crate::format::{
     block_crc, decode_block_count, decode_dirent_bucket, decode_dirindex, decode_node,
-    decode_xattr_bucket, max_item_value, name_hash, BlockNo, BlockPtr, DirLink, ExtentItem,
-    InodeItem, Key, NodeBody, NodeIdentity, ScrubItem, Superblock, KIND_DIRENT, KIND_DIRINDEX,
-    KIND_EXTENT, KIND_INODE, KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK, KIND_UNWRITTEN, KIND_XATTR,
-    OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS, SCRUB_CURRENT, SCRUB_LAST,
+    decode_xattr_bucket, max_item_value, name_hash, xattr_part_of, BlockNo, BlockPtr, DirLink,
+    ExtentItem, InodeItem, Key, NodeBody, NodeIdentity, ScrubItem, Superblock, XattrValue,
+    KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, KIND_SCRUB, KIND_SYMLINK,
+    KIND_UNWRITTEN, KIND_XATTR, KIND_XATTR_VALUE, OBJECT_FS, SB_SIZE, SB_SLOT_OFFSETS,
+    SCRUB_CURRENT, SCRUB_LAST,
 };
 use crate::txn::identity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -147,6 +148,10 @@ pub(super) struct Scan {
     pub dirindex: BTreeMap<u64, Vec<DirLink>>,
     /// Per inode: its xattr names.
     pub xattrs: BTreeMap<u64, BTreeSet<Vec<u8>>>,
+    /// Per inode: (name, slot, length) of every xattr whose value is external.
+    pub xattr_values: BTreeMap<u64, Vec<(Vec<u8>, u64, u32)>>,
+    /// Per inode, per slot: (part, length) of every XATTR_VALUE item.
+    pub xattr_parts: BTreeMap<u64, BTreeMap<u64, Vec<(u64, usize)>>>,
     pub extents: BTreeMap<u64, Vec<Ext>>,
     /// Per symlink: (chunk index, chunk length).
     pub symlinks: BTreeMap<u64, Vec<(u64, usize)>>,
@@ -346,6 +351,8 @@ impl Scan {
             dirents: BTreeMap::new(),
             dirindex: BTreeMap::new(),
             xattrs: BTreeMap::new(),
+            xattr_values: BTreeMap::new(),
+            xattr_parts: BTreeMap::new(),
             extents: BTreeMap::new(),
             unwritten: BTreeMap::new(),
             unwritten_totals: BTreeMap::new(),
@@ -628,6 +635,7 @@ impl Scan {
             KIND_DIRENT => self.dirent_item(k, v)?,
             KIND_DIRINDEX => self.dirindex_item(k, v)?,
             KIND_XATTR => self.xattr_item(k, v, f)?,
+            KIND_XATTR_VALUE => self.xattr_part(k, v),
             KIND_EXTENT => self.extent(k, v, f).map_err(undecodable)?,
             KIND_UNWRITTEN => self.unwritten_item(k, v)?,
             KIND_SYMLINK => self.symlink_item(k, v),
@@ -668,7 +676,14 @@ impl Scan {
 
     /// An XATTR bucket: every name in the bucket of its hash, and stored once per inode.
     fn xattr_item(&mut self, k: &Key, v: &[u8], f: &mut Findings) -> Result<(), ItemError> {
-        for (name, _) in decode_xattr_bucket(v).map_err(undecodable)? {
+        for x in decode_xattr_bucket(v).map_err(undecodable)? {
+            let name = x.name;
+            if let XattrValue::External { len, slot } = x.value {
+                self.xattr_values
+                    .entry(k.object)
+                    .or_default()
+                    .push((name.clone(), slot, len));
+            }
             let shown = String::from_utf8_lossy(&name).into_owned();
             if name_hash(&name) != k.offset {
                 f.error(
@@ -693,6 +708,18 @@ impl Scan {
             }
         }
         Ok(())
+    }
+
+    /// An XATTR_VALUE item: a part of an external xattr value (checked against the entries
+    /// later).
+    fn xattr_part(&mut self, k: &Key, v: &[u8]) {
+        let (slot, part) = xattr_part_of(k.offset);
+        self.xattr_parts
+            .entry(k.object)
+            .or_default()
+            .entry(slot)
+            .or_default()
+            .push((part, v.len()));
     }
 
     /// An UNWRITTEN item: a file's reserved run, or under object 0 a file's recorded total.

@@ -5,9 +5,10 @@
 use super::*;
 use crate::device::{CrashDevice, MemDevice};
 use crate::format::{
-    decode_dirent_bucket, decode_node, name_hash, BlockPtr, DirLink, ExtentItem, InodeItem, Key,
-    NodeBody, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE, KIND_ORPHAN, OBJECT_FS,
-    SB_SLOT_OFFSETS,
+    decode_dirent_bucket, decode_node, decode_xattr_bucket, encode_xattr_bucket, name_hash,
+    xattr_part_key, BlockPtr, DirLink, ExtentItem, InodeItem, Key, NodeBody, XattrValue,
+    FEATURE_INCOMPAT_XATTR_VALUES, KIND_DIRENT, KIND_DIRINDEX, KIND_EXTENT, KIND_INODE,
+    KIND_ORPHAN, KIND_XATTR, KIND_XATTR_VALUE, OBJECT_FS, SB_SLOT_OFFSETS,
 };
 use crate::fs::{Caller, Fs, Ino, MountOptions, ROOT_INO};
 use crate::mkfs::{mkfs, MkfsOptions};
@@ -1027,4 +1028,200 @@ fn copies2_bad_data_copies_are_found_and_repaired_from_the_good_one() {
     assert_eq!(r.exit_code, EXIT_UNCORRECTED, "{}", r.to_text());
     assert_eq!(checks(&r), vec![Check::DataDamaged], "{}", r.to_text());
     assert!(r.repair.as_ref().is_some_and(|rr| !rr.committed));
+}
+
+/// A file with a small xattr and two external ones ("user.big", "user.mid"), committed.
+fn big_xattrs(dev: &Arc<MemDevice>) -> Ino {
+    let fs = mount(dev);
+    let f = file(&fs, ROOT_INO, "x");
+    fs.setxattr(f, b"user.small", b"s", 0).unwrap();
+    fs.setxattr(f, b"user.big", &[7; 65536], 0).unwrap();
+    fs.setxattr(f, b"user.mid", &[8; 5000], 0).unwrap();
+    fs.shutdown().unwrap();
+    f
+}
+
+/// The XATTR_VALUE items of `ino`.
+fn xattr_parts(m: &mut Meta, ino: Ino) -> Vec<(Key, Vec<u8>)> {
+    m.tree
+        .range(
+            &Key::new(ino, KIND_XATTR_VALUE, 0),
+            &Key::new(ino, KIND_XATTR_VALUE, u64::MAX),
+            usize::MAX,
+        )
+        .unwrap()
+}
+
+/// The slot of external xattr `name` of `ino`.
+fn xattr_slot(m: &mut Meta, ino: Ino, name: &[u8]) -> u64 {
+    let key = Key::new(ino, KIND_XATTR, name_hash(name));
+    let list = decode_xattr_bucket(&m.tree.get(&key).unwrap().unwrap()).unwrap();
+    match list.into_iter().find(|x| x.name == name).unwrap().value {
+        XattrValue::External { slot, .. } => slot,
+        XattrValue::Inline(_) => panic!("inline"),
+    }
+}
+
+#[test]
+fn external_xattr_values_are_clean_and_deleting_the_file_leaves_none() {
+    let dev = new_dev();
+    let f = big_xattrs(&dev);
+    let r = fsck_dev(&dev, false);
+    assert_clean(&r);
+    assert_eq!(r.stats.xattrs, 3);
+    let mut m = Meta::open(dev.clone(), false).unwrap();
+    assert_ne!(m.sb.incompat & FEATURE_INCOMPAT_XATTR_VALUES, 0);
+    let parts = xattr_parts(&mut m, f);
+    let part = crate::format::max_item_value(m.sb.block_size);
+    assert_eq!(
+        parts.len(),
+        65536usize.div_ceil(part) + 5000usize.div_ceil(part)
+    );
+    drop(m);
+    let fs = mount(&dev);
+    fs.unlink(ROOT_INO, b"x").unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+    assert_clean(&fsck_dev(&dev, false));
+    let mut m = Meta::open(dev.clone(), false).unwrap();
+    let left = m
+        .tree
+        .range(&Key::new(f, 0, 0), &Key::new(f, u8::MAX, u64::MAX), 10)
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_missing_or_short_xattr_part_is_reported_and_the_xattr_dropped() {
+    for damage in ["missing", "short", "extra"] {
+        let dev = new_dev();
+        let f = big_xattrs(&dev);
+        commit_with(&dev, |m| {
+            let slot = xattr_slot(m, f, b"user.big");
+            let key = xattr_part_key(f, slot, 3);
+            match damage {
+                "missing" => {
+                    m.tree.remove(&key).unwrap();
+                }
+                "short" => {
+                    let mut v = m.tree.get(&key).unwrap().unwrap();
+                    v.pop();
+                    m.tree.insert(key, v).unwrap();
+                }
+                _ => {
+                    let n = xattr_parts(m, f).len() as u64;
+                    m.tree.insert(xattr_part_key(f, slot, n), vec![1]).unwrap();
+                }
+            }
+        });
+        let r = fsck_dev(&dev, false);
+        assert_eq!(
+            checks(&r),
+            vec![Check::XattrValue],
+            "{damage}: {}",
+            r.to_text()
+        );
+        assert!(r.error_problems().all(|p| p.fixable && p.ino == Some(f)));
+        let r = repair_fixes_all(&dev);
+        let actions = r.repair.unwrap().actions.join("\n");
+        assert!(actions.contains("xattr user.big dropped"), "{actions}");
+        // The other xattrs are intact; the damaged one is gone, parts and all.
+        let fs = mount(&dev);
+        assert_eq!(fs.getxattr(f, b"user.mid").unwrap(), vec![8; 5000]);
+        assert_eq!(fs.getxattr(f, b"user.small").unwrap(), b"s");
+        assert_eq!(
+            fs.getxattr(f, b"user.big").map_err(|e| e.errno()),
+            Err(libc::ENODATA)
+        );
+        fs.shutdown().unwrap();
+        drop(fs);
+        let mut m = Meta::open(dev.clone(), false).unwrap();
+        let part = crate::format::max_item_value(m.sb.block_size);
+        assert_eq!(xattr_parts(&mut m, f).len(), 5000usize.div_ceil(part));
+    }
+}
+
+#[test]
+fn stray_xattr_parts_are_reported_and_dropped() {
+    let dev = new_dev();
+    let f = big_xattrs(&dev);
+    commit_with(&dev, |m| {
+        for part in 0..3 {
+            m.tree
+                .insert(xattr_part_key(f, 0x77, part), vec![part as u8; 10])
+                .unwrap();
+        }
+    });
+    let r = fsck_dev(&dev, false);
+    assert_eq!(checks(&r), vec![Check::XattrStrayParts], "{}", r.to_text());
+    assert!(r.to_text().contains("3 xattr value part(s), 30 bytes"));
+    repair_fixes_all(&dev);
+    let fs = mount(&dev);
+    assert_eq!(fs.getxattr(f, b"user.big").unwrap(), vec![7; 65536]);
+    fs.shutdown().unwrap();
+}
+
+#[test]
+fn a_shared_slot_and_parts_without_an_inode_are_reported_not_repaired() {
+    let dev = new_dev();
+    let f = big_xattrs(&dev);
+    commit_with(&dev, |m| {
+        // user.mid now claims user.big's slot (and 65536 bytes), its own parts left unclaimed.
+        let big = xattr_slot(m, f, b"user.big");
+        let key = Key::new(f, KIND_XATTR, name_hash(b"user.mid"));
+        let mut list = decode_xattr_bucket(&m.tree.get(&key).unwrap().unwrap()).unwrap();
+        list[0].value = XattrValue::External {
+            len: 65536,
+            slot: big,
+        };
+        m.tree.insert(key, encode_xattr_bucket(&list)).unwrap();
+        // Parts of an inode that does not exist.
+        m.tree
+            .insert(xattr_part_key(999, 1, 0), vec![1, 2, 3])
+            .unwrap();
+    });
+    let r = fsck_dev(&dev, false);
+    assert_eq!(
+        checks(&r),
+        vec![
+            Check::ItemsWithoutInode,
+            Check::XattrValue,
+            Check::XattrStrayParts
+        ],
+        "{}",
+        r.to_text()
+    );
+    let shared = r
+        .error_problems()
+        .find(|p| p.check == Check::XattrValue)
+        .unwrap();
+    assert!(
+        !shared.fixable && shared.message.contains("share"),
+        "{}",
+        r.to_text()
+    );
+    assert!(r
+        .to_text()
+        .contains("object 999 has xattr values but no inode"));
+}
+
+#[test]
+fn external_values_without_their_feature_bit_are_reported_and_the_bit_set() {
+    let dev = new_dev();
+    big_xattrs(&dev);
+    commit_with(&dev, |m| m.sb.incompat &= !FEATURE_INCOMPAT_XATTR_VALUES);
+    let r = fsck_dev(&dev, false);
+    assert_eq!(checks(&r), vec![Check::XattrValue], "{}", r.to_text());
+    repair_fixes_all(&dev);
+    let sb = read_superblock(&*dev).unwrap();
+    assert_ne!(sb.incompat & FEATURE_INCOMPAT_XATTR_VALUES, 0);
+    // Only small values: the bit is never set, and an older stablefs can still read the image.
+    let dev = new_dev();
+    let fs = mount(&dev);
+    let f = file(&fs, ROOT_INO, "f");
+    fs.setxattr(f, b"user.a", &[1; 1000], 0).unwrap();
+    fs.shutdown().unwrap();
+    let sb = read_superblock(&*dev).unwrap();
+    assert_eq!(sb.incompat & FEATURE_INCOMPAT_XATTR_VALUES, 0);
+    assert_clean(&fsck_dev(&dev, false));
 }

@@ -708,8 +708,9 @@ impl Filesystem for StableFuse {
         reply_xattr(value.and_then(|v| xattr_answer(v, size)), reply);
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let names = self.fs.listxattr(ino.0);
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        // As ext4: trusted.* names are listed to privileged callers only.
+        let names = self.fs.listxattr_as(ino.0, req.uid() == 0);
         reply_xattr(names.and_then(|v| xattr_answer(v, size)), reply);
     }
 
