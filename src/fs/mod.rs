@@ -272,4 +272,6 @@ mod copies_tests;
 #[cfg(test)]
 mod fileops_tests;
 #[cfg(test)]
+mod handles_tests;
+#[cfg(test)]
 mod tests;
