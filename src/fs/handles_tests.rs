@@ -180,7 +180,10 @@ fn a_listing_below_its_limit_ends_and_never_repeats_a_name() {
         create(&fs, d, &format!("f{i:02}"));
     }
     let limit = fs.readdir_limit(d).unwrap();
-    assert_eq!(errno_of(fs.readdir_limit(create(&fs, d, "file").ino)), libc::ENOTDIR);
+    assert_eq!(
+        errno_of(fs.readdir_limit(create(&fs, d, "file").ino)),
+        libc::ENOTDIR
+    );
     assert!(limit > FIRST_COOKIE);
     // The listing starts, then its first entries move away and back, again and again: with
     // the limit each is seen once; without it the reader meets them again and again.
@@ -193,7 +196,8 @@ fn a_listing_below_its_limit_ends_and_never_repeats_a_name() {
             fs.rename(d, &e.name, other, &e.name, 0).unwrap();
             fs.rename(other, &e.name, d, &e.name, 0).unwrap();
         }
-        fs.unlink(d, format!("f{:02}", 19 - round / 4).as_bytes()).ok();
+        fs.unlink(d, format!("f{:02}", 19 - round / 4).as_bytes())
+            .ok();
         create(&fs, d, &format!("new{round}"));
         let more = fs.readdir_below(d, cookie, limit, 2).unwrap();
         if let Some(last) = more.last() {
@@ -220,12 +224,18 @@ fn a_listing_below_its_limit_ends_and_never_repeats_a_name() {
     for i in 0..15 {
         assert!(names_seen.contains(&format!("f{i:02}")), "{names_seen:?}");
     }
-    assert!(!names_seen.iter().any(|n| n.starts_with("new")), "{names_seen:?}");
+    assert!(
+        !names_seen.iter().any(|n| n.starts_with("new")),
+        "{names_seen:?}"
+    );
     assert!(!names_seen.contains(&"file".to_string()));
     // Without the limit the same reader saw moved entries twice: the test can tell.
     let names_unlimited = names(&unlimited);
     let distinct: HashSet<&String> = names_unlimited.iter().collect();
-    assert!(distinct.len() < names_unlimited.len(), "{names_unlimited:?}");
+    assert!(
+        distinct.len() < names_unlimited.len(),
+        "{names_unlimited:?}"
+    );
     // A limit at or below a cookie lists nothing after it; "." and ".." are always there.
     assert!(fs.readdir_below(d, cookie, cookie, 10).unwrap().is_empty());
     let dots = fs.readdir_below(d, 0, FIRST_COOKIE, 10).unwrap();

@@ -37,7 +37,7 @@ fn new_generation() -> u64 {
         // local array, and keeps no reference to it after the call.
         let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
         let g = if n == buf.len() as isize {
-            u32::from_ne_bytes(buf)
+            u32::from_le_bytes(buf)
         } else {
             // No getrandom (or interrupted): the clock's nanoseconds, mixed.
             let t = std::time::SystemTime::now()
