@@ -297,6 +297,8 @@ mod copies_tests;
 #[cfg(test)]
 mod fileops_tests;
 #[cfg(test)]
+mod handles_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod xattr_tests;

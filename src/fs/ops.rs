@@ -12,19 +12,91 @@ fn now() -> Timespec {
     Timespec::now()
 }
 
+/// The generation of a new inode: a random nonzero 32-bit number.
+///
+/// Inode numbers are never reused within the committed history, but after a crash the numbers
+/// handed out since the last commit are handed out again, to new inodes, while file handles
+/// of the lost ones may still be around (an NFS client's, a saved `name_to_handle_at`). The
+/// generation is what tells them apart, and the kernel keeps only 32 bits of it
+/// (`inode->i_generation`). A counter would have to be kept on disk and would lose its
+/// uncommitted steps in the same crash, so it would need a random start at every mount
+/// anyway; a random number per inode needs no state and, as with ext4 (which also draws
+/// `get_random_u32()` per inode), two inodes of one number share a generation with
+/// probability 2^-32. Never 0: that is the root's (the kernel makes the root inode with
+/// generation 0), older images' and inodes made by `fsck --repair`.
+fn new_generation() -> u64 {
+    loop {
+        let mut buf = [0u8; 4];
+        // SAFETY: safe because the kernel writes at most `buf.len()` bytes into `buf`, a live
+        // local array, and keeps no reference to it after the call.
+        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let g = if n == buf.len() as isize {
+            u32::from_le_bytes(buf)
+        } else {
+            // No getrandom (or interrupted): the clock's nanoseconds, mixed.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            (t.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+        };
+        if g != 0 {
+            return u64::from(g);
+        }
+    }
+}
+
 impl Fs {
     // ---- names ----
 
+    /// The entry `name` of directory `parent`; counts a lookup reference. `"."` and `".."`
+    /// are what the kernel asks to decode a file handle (`FUSE_EXPORT_SUPPORT`; path walks
+    /// never send them): `"."` is `parent` itself, of any kind, while it exists and has a
+    /// link or is still open; `".."` is the parent of directory `parent`. A deleted inode,
+    /// or a number never handed out, is `ENOENT` (the kernel answers `ESTALE`); the kernel
+    /// compares the generation in the reply with the handle's, so a reused number is
+    /// `ESTALE` too.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
         check_name(name)?;
         let mut st = self.lock();
-        st.dir_inode(parent)?;
-        let Some(link) = st.dir_lookup(parent, name)? else {
-            return errno(libc::ENOENT);
+        let ino = match name {
+            b"." => {
+                Self::existing(&mut st, parent)?;
+                parent
+            }
+            b".." => {
+                let dir = Self::existing(&mut st, parent)?;
+                if dir.kind() != FileKind::Dir {
+                    return errno(libc::ENOTDIR);
+                }
+                dir.parent
+            }
+            _ => {
+                st.dir_inode(parent)?;
+                let Some(link) = st.dir_lookup(parent, name)? else {
+                    return errno(libc::ENOENT);
+                };
+                link.ino
+            }
         };
-        let inode = st.inode(link.ino)?;
-        st.ext.live.entry(link.ino).or_default().lookups += 1;
-        Ok(st.attr(link.ino, &inode))
+        let inode = st.inode(ino)?;
+        st.ext.live.entry(ino).or_default().lookups += 1;
+        Ok(st.attr(ino, &inode))
+    }
+
+    /// Inode `ino` if it is in the namespace or still open: `ENOENT` for a deleted one and
+    /// for a number never handed out. Lookup references of a deleted inode do not count: the
+    /// kernel only asks for an inode it no longer holds, and the `forget` that says so may
+    /// still be on its way on another request loop.
+    fn existing(st: &mut State, ino: Ino) -> Result<InodeItem> {
+        if ino == 0 {
+            return errno(libc::ENOENT);
+        }
+        let inode = st.inode(ino)?;
+        let open = st.ext.live.get(&ino).is_some_and(|l| l.opens > 0);
+        if inode.nlink == 0 && !open {
+            return errno(libc::ENOENT);
+        }
+        Ok(inode)
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {
@@ -142,7 +214,7 @@ impl Fs {
             crtime: t,
             parent: 0,
             next_cookie: FIRST_COOKIE,
-            generation: 0,
+            generation: new_generation(),
         }
     }
 
@@ -481,6 +553,27 @@ impl Fs {
     }
 
     pub fn readdir(&self, dir: Ino, cookie: u64, max: usize) -> Result<Vec<DirEntry>> {
+        self.readdir_below(dir, cookie, u64::MAX, max)
+    }
+
+    /// Where a listing of `dir` that starts now ends: the cookie every entry added from now
+    /// on gets or exceeds. A listing that stops there terminates however the directory
+    /// changes meanwhile, and returns no name twice: an entry renamed away and back (or
+    /// removed and made again) gets a new cookie, at or above the limit. POSIX leaves it
+    /// open whether entries added after `opendir`/`rewinddir` are seen.
+    pub fn readdir_limit(&self, dir: Ino) -> Result<u64> {
+        let mut st = self.lock();
+        Ok(st.dir_inode(dir)?.next_cookie.max(FIRST_COOKIE))
+    }
+
+    /// `readdir` of the entries with cookies below `limit` (see `readdir_limit`).
+    pub fn readdir_below(
+        &self,
+        dir: Ino,
+        cookie: u64,
+        limit: u64,
+        max: usize,
+    ) -> Result<Vec<DirEntry>> {
         let mut st = self.lock();
         let d = st.dir_inode(dir)?;
         let mut out = Vec::new();
@@ -501,7 +594,7 @@ impl Fs {
             });
         }
         let want = max.saturating_sub(out.len());
-        for l in st.dir_entries(dir, cookie.max(2), want)? {
+        for l in st.dir_entries_below(dir, cookie.max(2), limit, want)? {
             out.push(DirEntry {
                 ino: l.ino,
                 cookie: l.cookie,

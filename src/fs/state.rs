@@ -69,6 +69,7 @@ impl State {
             mtime: i.mtime,
             ctime: i.ctime,
             crtime: i.crtime,
+            generation: i.generation,
         }
     }
 
@@ -133,8 +134,23 @@ impl State {
 
     /// Entries of `dir` with cookies greater than `after`.
     pub fn dir_entries(&mut self, dir: Ino, after: u64, max: usize) -> Result<Vec<DirLink>> {
+        self.dir_entries_below(dir, after, u64::MAX, max)
+    }
+
+    /// Entries of `dir` with cookies greater than `after` and below `limit` (no cookie is
+    /// ever `u64::MAX`: the one after it could not be handed out).
+    pub fn dir_entries_below(
+        &mut self,
+        dir: Ino,
+        after: u64,
+        limit: u64,
+        max: usize,
+    ) -> Result<Vec<DirLink>> {
+        if limit <= after.saturating_add(1) {
+            return Ok(Vec::new());
+        }
         let from = Key::new(dir, KIND_DIRINDEX, after.saturating_add(1));
-        let to = Key::new(dir, KIND_DIRINDEX, u64::MAX);
+        let to = Key::new(dir, KIND_DIRINDEX, limit - 1);
         self.meta
             .tree
             .range(&from, &to, max)?

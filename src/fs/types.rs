@@ -23,6 +23,9 @@ pub struct Attr {
     pub mtime: Timespec,
     pub ctime: Timespec,
     pub crtime: Timespec,
+    /// Tells this inode from an earlier one of the same number (file handles; the kernel
+    /// keeps the low 32 bits). 0 for the root.
+    pub generation: u64,
 }
 
 /// A time to set: an explicit value or "now" (`UTIME_NOW`).

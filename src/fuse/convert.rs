@@ -189,6 +189,7 @@ mod tests {
             mtime: ts(6, 2),
             ctime: ts(7, 3),
             crtime: ts(8, 4),
+            generation: 9,
         };
         let f = file_attr(&a);
         assert_eq!(f.ino, INodeNo(42));

@@ -44,18 +44,18 @@ use log::{debug, error, info};
 use parking_lot::Mutex;
 use pool::Pool;
 use seek::Seeker;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// How long the kernel may cache attributes and entries: we are the only writer, so any
 /// change goes through us and the kernel sees its effect in the reply.
 const TTL: Duration = Duration::from_secs(1);
-/// Generations only matter for NFS export (`FUSE_EXPORT_SUPPORT`), which we do not offer.
-const GENERATION: Generation = Generation(0);
 const MIB: u32 = 1 << 20;
 
 /// The kernel asks for one page of directory entries per `readdir(plus)` call, and never tells
@@ -148,6 +148,43 @@ pub struct StableFuse {
     workers: Pool,
     shutdown: Arc<Shutdown>,
     seeker: Seeker,
+    dirs: OpenDirs,
+}
+
+/// The open directory handles and where each one's listing ends (`Fs::readdir_limit`): set
+/// at `opendir` and again by a `readdir` at offset 0 (a new listing: `rewinddir`), so that a
+/// listing never meets an entry again that was renamed away and back meanwhile. Cookies
+/// themselves stay valid (`telldir`/`seekdir`); only the end moves, and only on a rewind.
+#[derive(Default)]
+struct OpenDirs {
+    next: AtomicU64,
+    limits: Mutex<HashMap<u64, u64>>,
+}
+
+impl OpenDirs {
+    fn open(&self, limit: u64) -> FileHandle {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.limits.lock().insert(fh, limit);
+        FileHandle(fh)
+    }
+
+    /// The limit of `fh` for a `readdir` at `offset`; at offset 0 it is taken anew.
+    fn limit(&self, fs: &Fs, dir: Ino, fh: FileHandle, offset: u64) -> Result<u64> {
+        if offset == 0 {
+            let limit = fs.readdir_limit(dir)?;
+            self.limits.lock().insert(fh.0, limit);
+            return Ok(limit);
+        }
+        match self.limits.lock().get(&fh.0) {
+            Some(&limit) => Ok(limit),
+            // Not from our opendir (cannot happen): the directory as it is now.
+            None => fs.readdir_limit(dir),
+        }
+    }
+
+    fn close(&self, fh: FileHandle) {
+        self.limits.lock().remove(&fh.0);
+    }
 }
 
 impl StableFuse {
@@ -176,6 +213,7 @@ impl StableFuse {
             fs,
             workers,
             shutdown,
+            dirs: OpenDirs::default(),
         })
     }
 
@@ -214,11 +252,19 @@ impl StableFuse {
         Ok(attr)
     }
 
-    /// Fills `reply` with the entries after `offset`. Every entry but "." and ".." counts a
+    /// Fills `reply` with the entries after `offset` and below `limit`. Every entry but "." and ".." counts a
     /// lookup, as the kernel will forget it later; an entry that does not fit is forgotten
     /// again at once. Fails only if no entry could be added.
-    fn fill_dir_plus(&self, dir: Ino, offset: u64, reply: &mut ReplyDirectoryPlus) -> Result<()> {
-        let entries = self.fs.readdir(dir, offset, READDIRPLUS_BATCH)?;
+    fn fill_dir_plus(
+        &self,
+        dir: Ino,
+        offset: u64,
+        limit: u64,
+        reply: &mut ReplyDirectoryPlus,
+    ) -> Result<()> {
+        let entries = self
+            .fs
+            .readdir_below(dir, offset, limit, READDIRPLUS_BATCH)?;
         let mut added = 0;
         for entry in entries {
             // The kernel takes no reference for "." and "..": plain getattr.
@@ -241,7 +287,7 @@ impl StableFuse {
                 name,
                 &TTL,
                 &file_attr(&attr),
-                GENERATION,
+                Generation(attr.generation),
             );
             if full {
                 if !dots {
@@ -289,7 +335,7 @@ fn rename_flags(flags: RenameFlags) -> Result<u32> {
 
 fn reply_entry(result: Result<Attr>, reply: ReplyEntry) {
     match result {
-        Ok(attr) => reply.entry(&TTL, &file_attr(&attr), GENERATION),
+        Ok(attr) => reply.entry(&TTL, &file_attr(&attr), Generation(attr.generation)),
         Err(e) => reply.error(errno(&e)),
     }
 }
@@ -343,6 +389,11 @@ impl Filesystem for StableFuse {
             // superblock SB_NOSEC and stops sending a getxattr("security.capability") round
             // trip before every write(2), which otherwise halves sequential write speed.
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            // File handles that outlive the kernel's inode cache (open_by_handle_at after a
+            // remount, NFS export): the kernel decodes a handle by LOOKUP(ino, ".") and a
+            // directory's parent by LOOKUP(ino, ".."), and compares the generation we reply
+            // with the handle's (see `Fs::lookup`).
+            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             if let Err(missing) = config.add_capabilities(flag) {
                 info!("the kernel does not offer {missing:?}; going without");
@@ -609,20 +660,28 @@ impl Filesystem for StableFuse {
             .run(move || reply_empty(fs.fsync(ino.0, datasync), reply));
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // Stateless: readdir cookies stay valid while the directory changes.
-        reply.opened(FileHandle(0), FopenFlags::empty());
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Readdir cookies stay valid while the directory changes; the handle only keeps where
+        // its listing ends (see `OpenDirs`).
+        match self.fs.readdir_limit(ino.0) {
+            Ok(limit) => reply.opened(self.dirs.open(limit), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(ino.0, offset, READDIR_BATCH) {
+        let entries = self
+            .dirs
+            .limit(&self.fs, ino.0, fh, offset)
+            .and_then(|limit| self.fs.readdir_below(ino.0, offset, limit, READDIR_BATCH));
+        match entries {
             Ok(entries) => {
                 for e in &entries {
                     let name = OsStr::from_bytes(&e.name);
@@ -640,11 +699,15 @@ impl Filesystem for StableFuse {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.fill_dir_plus(ino.0, offset, &mut reply) {
+        let filled = self
+            .dirs
+            .limit(&self.fs, ino.0, fh, offset)
+            .and_then(|limit| self.fill_dir_plus(ino.0, offset, limit, &mut reply));
+        match filled {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -654,10 +717,11 @@ impl Filesystem for StableFuse {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.dirs.close(fh);
         reply.ok();
     }
 
@@ -745,7 +809,7 @@ impl Filesystem for StableFuse {
                 reply.created(
                     &TTL,
                     &file_attr(&attr),
-                    GENERATION,
+                    Generation(attr.generation),
                     FileHandle(0),
                     FopenFlags::empty(),
                 )
