@@ -7,7 +7,7 @@ use crate::format::FIRST_COOKIE;
 use crate::mkfs::{mkfs, MkfsOptions};
 use std::collections::HashSet;
 
-const ROOT: Caller = Caller { uid: 0, gid: 0 };
+const ROOT: Caller = Caller::ROOT;
 
 fn new_dev() -> Arc<MemDevice> {
     let dev = Arc::new(MemDevice::new(64 << 20, 512));
