@@ -6,6 +6,7 @@
 //! Names are raw bytes (`&[u8]`): Linux names are not UTF-8.
 
 mod fileops;
+pub mod flags;
 pub mod namespace;
 mod ops;
 mod scrub;
@@ -271,5 +272,7 @@ impl Drop for Fs {
 mod copies_tests;
 #[cfg(test)]
 mod fileops_tests;
+#[cfg(test)]
+mod flags_tests;
 #[cfg(test)]
 mod tests;

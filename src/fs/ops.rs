@@ -68,6 +68,7 @@ impl Fs {
 
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
         let _change = self.begin_change()?;
+        flags::refuse_setattr(&self.lock().inode(ino)?, set)?;
         if let Some(size) = set.size {
             self.truncate(ino, size)?;
         }
@@ -141,7 +142,7 @@ impl Fs {
             size: 0,
             blocks: 0,
             rdev,
-            flags: 0,
+            flags: flags::inherited(parent.flags, mode),
             atime: t,
             mtime: t,
             ctime: t,
@@ -174,6 +175,7 @@ impl Fs {
         if st.dir_lookup(parent, name)?.is_some() {
             return errno(libc::EEXIST);
         }
+        flags::refuse_add(&dir)?;
         if kind == FileKind::Dir && dir.nlink >= LINK_MAX {
             return errno(libc::EMLINK);
         }
@@ -284,7 +286,9 @@ impl Fs {
         if i.nlink == 0 {
             return errno(libc::ENOENT);
         }
+        flags::refuse_change(&i)?;
         let mut dir = st.dir_inode(newparent)?;
+        flags::refuse_add(&dir)?;
         st.dir_add(newparent, &mut dir, newname, ino, i.kind())?;
         let t = now();
         dir.mtime = t;
@@ -308,6 +312,7 @@ impl Fs {
         if link.kind == FileKind::Dir {
             return errno(libc::EISDIR);
         }
+        flags::refuse_remove(&dir, &st.inode(link.ino)?)?;
         st.dir_remove(parent, name)?;
         let t = now();
         dir.mtime = t;
@@ -336,6 +341,7 @@ impl Fs {
         if link.kind != FileKind::Dir {
             return errno(libc::ENOTDIR);
         }
+        flags::refuse_remove(&dir, &st.inode(link.ino)?)?;
         if !st.dir_is_empty(link.ino)? {
             return errno(libc::ENOTEMPTY);
         }
@@ -368,12 +374,17 @@ impl Fs {
         }
         let _change = self.begin_change()?;
         let mut st = self.lock();
-        st.dir_inode(parent)?;
-        st.dir_inode(newparent)?;
+        let from_dir = st.dir_inode(parent)?;
+        let to_dir = st.dir_inode(newparent)?;
         let Some(src) = st.dir_lookup(parent, name)? else {
             return errno(libc::ENOENT);
         };
         let dst = st.dir_lookup(newparent, newname)?;
+        flags::refuse_remove(&from_dir, &st.inode(src.ino)?)?;
+        match &dst {
+            Some(dst) => flags::refuse_remove(&to_dir, &st.inode(dst.ino)?)?,
+            None => flags::refuse_add(&to_dir)?,
+        }
         let t = now();
         if flags & RENAME_EXCHANGE != 0 {
             let Some(dst) = dst else {
@@ -566,7 +577,7 @@ impl Fs {
     /// `relatime`, as ext4 mounts by default: a read updates atime when it is not newer than
     /// mtime or ctime, or is a day old.
     fn touch_atime(&self, st: &mut State, ino: Ino, mut i: InodeItem) -> Result<()> {
-        if self.store.writable().is_err() {
+        if self.store.writable().is_err() || i.flags & crate::format::inode_flags::NOATIME != 0 {
             return Ok(());
         }
         let t = now();
@@ -613,6 +624,7 @@ impl Fs {
                 if i.kind() != FileKind::File {
                     return errno(libc::EINVAL);
                 }
+                flags::refuse_write(&i)?;
                 Ok(i)
             },
             // After: the reservations the write took are no longer the inode's blocks (its
@@ -741,6 +753,7 @@ impl Fs {
         let mut st = self.lock();
         self.store.reserve(&st, 0, Reserve::Names)?;
         let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
+        flags::refuse_change(&st.inode(ino)?)?;
         let pos = list.iter().position(|(n, _)| n == name);
         match (pos, flags) {
             (Some(_), XATTR_CREATE) => return errno(libc::EEXIST),
@@ -794,6 +807,7 @@ impl Fs {
         let _change = self.begin_change()?;
         let mut st = self.lock();
         let (key, mut list) = Self::xattr_bucket(&mut st, ino, name)?;
+        flags::refuse_change(&st.inode(ino)?)?;
         let Some(p) = list.iter().position(|(n, _)| n == name) else {
             return errno(libc::ENODATA);
         };

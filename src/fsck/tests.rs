@@ -1028,3 +1028,24 @@ fn copies2_bad_data_copies_are_found_and_repaired_from_the_good_one() {
     assert_eq!(checks(&r), vec![Check::DataDamaged], "{}", r.to_text());
     assert!(r.repair.as_ref().is_some_and(|rr| !rr.committed));
 }
+
+#[test]
+fn inode_flags_a_kind_cannot_carry_are_reported() {
+    let dev = new_dev();
+    let fs = mount(&dev);
+    let f = file(&fs, ROOT_INO, "f");
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
+    let known = crate::format::inode_flags::IMMUTABLE | crate::format::inode_flags::DIRSYNC;
+    fs.set_flags(d, known, ROOT).unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+    assert!(fsck_dev(&dev, false).problems.is_empty(), "flags a directory may carry");
+    commit_with(&dev, |m| {
+        let mut i = get_inode(m, f);
+        i.flags = crate::format::inode_flags::DIRSYNC | 0x8000_0000;
+        put_inode(m, f, &i);
+    });
+    let r = fsck_dev(&dev, false);
+    assert_eq!(checks(&r), vec![Check::InodeFlags], "{}", r.to_text());
+    assert!(r.to_text().contains("0x80010000"), "{}", r.to_text());
+}

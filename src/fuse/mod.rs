@@ -24,6 +24,7 @@
 //!   verified, so only a cold lookup waits for a block.
 
 mod convert;
+mod inode_flags;
 mod kernel_mount;
 mod pool;
 mod seek;
@@ -179,7 +180,12 @@ impl StableFuse {
     /// With `FUSE_ATOMIC_O_TRUNC` the kernel leaves `O_TRUNC` to `open` (it has already checked
     /// write permission), instead of sending a `setattr` first.
     /// `unprivileged`: the opener is not root (an O_TRUNC then clears set-user-ID and friends).
-    fn open_file(&self, ino: Ino, flags: i32, unprivileged: bool) -> Result<()> {
+    /// Returns whether the file is synchronous (inode flag `S`): its writes then bypass the
+    /// kernel's cache (`FOPEN_DIRECT_IO`) and are committed before they return.
+    fn open_file(&self, ino: Ino, flags: i32, unprivileged: bool) -> Result<bool> {
+        // Immutable and append-only files are refused here, before the kernel caches any
+        // write: see `crate::fs::flags`.
+        let sync = self.fs.check_open(ino, flags)?;
         if flags & libc::O_TRUNC != 0 {
             let truncate = SetAttr {
                 size: Some(0),
@@ -188,7 +194,24 @@ impl StableFuse {
             };
             self.fs.setattr(ino, &truncate)?;
         }
-        self.fs.open(ino)
+        self.fs.open(ino)?;
+        Ok(sync)
+    }
+
+    /// Replies with `result` through `reply`, once it is durable when one of `dirs` is
+    /// synchronous (inode flags `D` or `S`: the change is committed first, on a worker).
+    fn reply_synced<T: Send + 'static>(
+        &self,
+        dirs: &[Ino],
+        result: Result<T>,
+        reply: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        if result.is_err() || !dirs.iter().any(|&d| self.fs.is_sync(d)) {
+            return reply(result);
+        }
+        let fs = Arc::clone(&self.fs);
+        self.workers
+            .run(move || reply(fs.sync().and(result)));
     }
 
     fn create_file(&self, parent: Ino, name: &[u8], perm: u32, who: fs::Caller) -> Result<Attr> {
@@ -417,7 +440,7 @@ impl Filesystem for StableFuse {
         let made = self
             .fs
             .mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
-        reply_entry(made, reply);
+        self.reply_synced(&[parent.0], made, |r| reply_entry(r, reply));
     }
 
     fn mkdir(
@@ -430,18 +453,18 @@ impl Filesystem for StableFuse {
         reply: ReplyEntry,
     ) {
         let perm = masked_perm(mode, umask);
-        reply_entry(
-            self.fs.mkdir(parent.0, name.as_bytes(), perm, caller(req)),
-            reply,
-        );
+        let made = self.fs.mkdir(parent.0, name.as_bytes(), perm, caller(req));
+        self.reply_synced(&[parent.0], made, |r| reply_entry(r, reply));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(self.fs.unlink(parent.0, name.as_bytes()), reply);
+        let gone = self.fs.unlink(parent.0, name.as_bytes());
+        self.reply_synced(&[parent.0], gone, |r| reply_empty(r, reply));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(self.fs.rmdir(parent.0, name.as_bytes()), reply);
+        let gone = self.fs.rmdir(parent.0, name.as_bytes());
+        self.reply_synced(&[parent.0], gone, |r| reply_empty(r, reply));
     }
 
     fn symlink(
@@ -456,7 +479,7 @@ impl Filesystem for StableFuse {
         let made = self
             .fs
             .symlink(parent.0, link_name.as_bytes(), target, caller(req));
-        reply_entry(made, reply);
+        self.reply_synced(&[parent.0], made, |r| reply_entry(r, reply));
     }
 
     fn rename(
@@ -478,7 +501,7 @@ impl Filesystem for StableFuse {
                 flags,
             )
         });
-        reply_empty(renamed, reply);
+        self.reply_synced(&[parent.0, newparent.0], renamed, |r| reply_empty(r, reply));
     }
 
     fn link(
@@ -489,7 +512,8 @@ impl Filesystem for StableFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply_entry(self.fs.link(ino.0, newparent.0, newname.as_bytes()), reply);
+        let linked = self.fs.link(ino.0, newparent.0, newname.as_bytes());
+        self.reply_synced(&[newparent.0], linked, |r| reply_entry(r, reply));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -497,9 +521,13 @@ impl Filesystem for StableFuse {
         // No direct_io: the page cache only ever holds verified data. O_DIRECT opens need none
         // either: the kernel sends their reads and writes straight here, past its cache.
         match self.open_file(ino.0, flags.0, req.uid() != 0) {
-            Ok(()) => {
+            Ok(sync) => {
                 self.seeker.opened(ino.0, flags.0);
-                reply.opened(FileHandle(0), FopenFlags::empty())
+                let open = match sync {
+                    true => FopenFlags::FOPEN_DIRECT_IO,
+                    false => FopenFlags::empty(),
+                };
+                reply.opened(FileHandle(0), open)
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -538,10 +566,11 @@ impl Filesystem for StableFuse {
     ) {
         // Inline on purpose: see the module doc.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.fs.write(ino.0, offset, data, kill) {
+        let written = self.fs.write(ino.0, offset, data, kill);
+        self.reply_synced(&[ino.0], written, move |r| match r {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn flush(
@@ -756,6 +785,13 @@ impl Filesystem for StableFuse {
     ) {
         use crate::scrub::control::{self, SCRUB_BYTES, SCRUB_IOCTL};
         use crate::status::{STATUS_BYTES, STATUS_IOCTL};
+        if let Some(which) = inode_flags::FlagsIoctl::from_cmd(cmd) {
+            match inode_flags::answer(&self.fs, caller(req), ino.0, which, in_data) {
+                Ok(out) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
+                Err(e) => reply.error(errno(&e)),
+            }
+            return;
+        }
         if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
             let answer = match control::decode(in_data) {
                 Ok(request) => self.fs.scrub_request(req.uid(), ino.0, request),
