@@ -70,8 +70,8 @@ impl FileKind {
 /// updates), `S` (synchronous writes), `D` (synchronous directory changes; directories only),
 /// `d` (no dump: for backup programs). Kept without an effect, exactly as ext4 keeps them
 /// (ext4 implements none of these either): `s` (secure deletion), `u` (undeletable), `c`
-/// (compress), `t` (no tail merging), `T` (top of a directory hierarchy: an allocator hint,
-/// directories only).
+/// (compress), `t` (no tail merging), `T` (top of a directory hierarchy: an allocator hint),
+/// `P` (project inheritance: there are no project quotas); `T` and `P` on directories only.
 pub mod inode_flags {
     pub const SECRM: u32 = 0x0000_0001;
     pub const UNRM: u32 = 0x0000_0002;
@@ -84,6 +84,7 @@ pub mod inode_flags {
     pub const NOTAIL: u32 = 0x0000_8000;
     pub const DIRSYNC: u32 = 0x0001_0000;
     pub const TOPDIR: u32 = 0x0002_0000;
+    pub const PROJINHERIT: u32 = 0x2000_0000;
     /// Every flag an inode may carry.
     pub const KNOWN: u32 = SECRM
         | UNRM
@@ -95,9 +96,10 @@ pub mod inode_flags {
         | NOATIME
         | NOTAIL
         | DIRSYNC
-        | TOPDIR;
+        | TOPDIR
+        | PROJINHERIT;
     /// Flags only a directory may carry (as on ext4).
-    pub const DIR_ONLY: u32 = DIRSYNC | TOPDIR;
+    pub const DIR_ONLY: u32 = DIRSYNC | TOPDIR | PROJINHERIT;
     /// Flags a symlink, device, FIFO or socket may carry (ext4's `EXT4_OTHER_FLMASK`).
     pub const OTHER: u32 = NODUMP | NOATIME;
 

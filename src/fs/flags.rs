@@ -31,7 +31,8 @@ const INHERITED: u32 = fl::SECRM
     | fl::NODUMP
     | fl::NOATIME
     | fl::NOTAIL
-    | fl::DIRSYNC;
+    | fl::DIRSYNC
+    | fl::PROJINHERIT;
 
 /// `i` or `a`.
 const LOCKED: u32 = fl::IMMUTABLE | fl::APPEND;

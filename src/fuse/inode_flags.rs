@@ -26,12 +26,13 @@ pub const FS_IOC_FSGETXATTR: u32 = ioc(READ, b'X', 31, FSXATTR_BYTES as u32);
 pub const FS_IOC_FSSETXATTR: u32 = ioc(WRITE, b'X', 32, FSXATTR_BYTES as u32);
 
 /// `FS_XFLAG_*` bits and the inode flags they stand for (the kernel's `fileattr_fill_*`).
-const XFLAGS: [(u32, u32); 5] = [
+const XFLAGS: [(u32, u32); 6] = [
     (0x0000_0008, fl::IMMUTABLE),
     (0x0000_0010, fl::APPEND),
     (0x0000_0020, fl::SYNC),
     (0x0000_0040, fl::NOATIME),
     (0x0000_0080, fl::NODUMP),
+    (0x0000_0200, fl::PROJINHERIT),
 ];
 
 /// One of the flag ioctls.
@@ -137,9 +138,10 @@ mod tests {
         assert_eq!(to_xflags(all), 0xf8);
         assert_eq!(from_xflags(0xf8).unwrap(), all);
         assert_eq!(to_xflags(fl::SECRM | fl::TOPDIR), 0);
-        // FS_XFLAG_DAX, FS_XFLAG_PROJINHERIT: not carried.
+        assert_eq!(from_xflags(0x200).unwrap(), fl::PROJINHERIT);
+        // FS_XFLAG_DAX, FS_XFLAG_REALTIME: not carried.
         assert_eq!(from_xflags(0x8000).unwrap_err().errno(), libc::EOPNOTSUPP);
-        assert_eq!(from_xflags(0x200).unwrap_err().errno(), libc::EOPNOTSUPP);
+        assert_eq!(from_xflags(0x1).unwrap_err().errno(), libc::EOPNOTSUPP);
         assert_eq!(u32_at(&[1, 0], 0).unwrap_err().errno(), libc::EINVAL);
     }
 }
