@@ -261,3 +261,48 @@ fn new_inodes_inherit_flags_and_noatime_keeps_atime() {
     fs.read(f, 0, 4).unwrap();
     assert!(fs.getattr(f).unwrap().atime > old, "relatime without A");
 }
+
+/// The shutdown ioctl at the POSIX layer: root only; afterwards every call is EIO, the
+/// device sees no write (not even at unmount), and a mount finds the last commit.
+#[test]
+fn going_down_stops_all_writes_and_keeps_the_last_commit() {
+    for how in [GoingDown::Flush, GoingDown::LogFlush, GoingDown::NoLogFlush] {
+        let (dev, fs) = mounted();
+        let synced = file(&fs, ROOT_INO, "synced", ROOT);
+        fs.write(synced, 0, b"durable", false).unwrap();
+        fs.fsync(synced, false).unwrap();
+        let pending = file(&fs, ROOT_INO, "pending", ROOT);
+        fs.write(pending, 0, b"not committed", false).unwrap();
+        assert_eq!(eno(fs.go_down(how, 1000)), libc::EPERM);
+        fs.getattr(pending).unwrap();
+        fs.go_down(how, 0).unwrap();
+        let writes = dev.write_count();
+        let image = dev.snapshot();
+        let eio = libc::EIO;
+        assert_eq!(eno(fs.getattr(synced)), eio);
+        assert_eq!(eno(fs.lookup(ROOT_INO, b"synced")), eio);
+        assert_eq!(eno(fs.read(synced, 0, 10)), eio);
+        assert_eq!(eno(fs.write(synced, 0, b"x", false)), eio);
+        assert_eq!(eno(fs.readdir(ROOT_INO, 0, 10)), eio);
+        assert_eq!(eno(fs.mkdir(ROOT_INO, b"d", 0o755, ROOT)), eio);
+        assert_eq!(eno(fs.fsync(synced, false)), eio);
+        assert_eq!(eno(fs.sync()), eio);
+        assert_eq!(eno(fs.getxattr(synced, b"user.a")), eio);
+        fs.forget(pending, 1);
+        fs.shutdown().unwrap();
+        drop(fs);
+        assert_eq!(dev.write_count(), writes, "{how:?}: a write after going down");
+        assert!(dev.snapshot() == image, "{how:?}: the image changed");
+        let fs = Fs::mount(dev.clone(), MountOptions::default()).unwrap();
+        let a = fs.lookup(ROOT_INO, b"synced").unwrap();
+        assert_eq!(fs.read(a.ino, 0, 100).unwrap(), b"durable");
+        let pending = fs.lookup(ROOT_INO, b"pending");
+        match how {
+            GoingDown::Flush => {
+                let p = pending.unwrap();
+                assert_eq!(fs.read(p.ino, 0, 100).unwrap(), b"not committed");
+            }
+            _ => assert_eq!(eno(pending), libc::ENOENT, "{how:?}"),
+        }
+    }
+}

@@ -19,6 +19,7 @@ use crate::device::BlockDevice;
 use crate::error::{errno, Error, Result};
 use crate::format::{Key, KIND_ORPHAN, OBJECT_FS};
 use crate::store::{ChangeGuard, Reserve, Src, Store, StoreOptions};
+pub use crate::store::GoingDown;
 use crate::txn::Meta;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -58,6 +59,8 @@ impl Default for MountOptions {
 #[derive(Default)]
 pub struct Refs {
     pub live: std::collections::HashMap<Ino, state::Live>,
+    /// Shut down by `Fs::go_down`: every inode lookup fails with EIO.
+    pub down: bool,
 }
 
 /// The store's state with the filesystem's own (`Refs`) inside it.
@@ -163,6 +166,24 @@ impl Fs {
             }
         }
         self.store.commit()
+    }
+
+    /// The shutdown ioctl (XFS's `XFS_IOC_GOINGDOWN`), for `uid`: root only (EPERM). Stops
+    /// the online scrub, then the store (see `Store::go_down` for what each `how` commits);
+    /// from then on every call that reaches an inode fails with EIO, nothing more is written
+    /// to the device, and the unmount commits nothing. The next mount is at the last commit,
+    /// which holds everything `fsync` returned for.
+    pub fn go_down(&self, how: GoingDown, uid: u32) -> Result<()> {
+        if uid != 0 {
+            return errno(libc::EPERM);
+        }
+        if how != GoingDown::Flush {
+            self.lock().ext.down = true;
+        }
+        self.scrub.shutdown();
+        let flushed = self.store.go_down(how);
+        self.lock().ext.down = true;
+        flushed
     }
 
     /// The generation of the last commit.

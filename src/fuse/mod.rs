@@ -81,6 +81,32 @@ pub fn default_fuse_threads() -> usize {
 /// `sync(2)`; on a read-only mount it commits nothing and answers at once.
 pub const SYNC_IOCTL: u32 = (2 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 3;
 
+/// XFS's shutdown ioctl, `XFS_IOC_GOINGDOWN` (`_IOR('X', 125, __u32)`; ext4 and f2fs answer
+/// it too; `xfs_io -x -c "shutdown [-f]"` issues it). Root only. Its argument is the flag
+/// (see `GoingDown`), but as a `_IOR` ioctl the FUSE kernel hands the daemon no input bytes,
+/// only room for an answer, so the flag never arrives here: it is taken as
+/// `XFS_FSOP_GOING_FLAGS_LOGFLUSH`, which for stablefs is also what `NOLOGFLUSH` leaves on
+/// the device (no intent log: nothing new is committed either way), and is all `xfs_io`
+/// asks for (`-f`: LOGFLUSH, else NOLOGFLUSH). [`GOINGDOWN_IOCTL`] carries the flag.
+pub const XFS_IOC_GOINGDOWN: u32 = (2 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 125;
+/// The same with the flag as input (`_IOW('X', 125, __u32)`): 0 commit everything and stop
+/// (`DEFAULT`), 1 stop after the log (`LOGFLUSH`), 2 stop now (`NOLOGFLUSH`); else EINVAL.
+pub const GOINGDOWN_IOCTL: u32 = (1 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 125;
+
+/// The `GoingDown` an XFS shutdown flag asks for.
+fn going_down_flag(in_data: &[u8]) -> Result<fs::GoingDown> {
+    let flag = match in_data {
+        [a, b, c, d, ..] => u32::from_ne_bytes([*a, *b, *c, *d]),
+        _ => return Err(Error::Errno(libc::EINVAL)),
+    };
+    match flag {
+        0 => Ok(fs::GoingDown::Flush),
+        1 => Ok(fs::GoingDown::LogFlush),
+        2 => Ok(fs::GoingDown::NoLogFlush),
+        _ => Err(Error::Errno(libc::EINVAL)),
+    }
+}
+
 /// Read/fsync workers when `workers=` is not given: reads spend most of their time waiting for
 /// the device, so twice the cores keeps the CPUs busy verifying while others wait.
 pub fn default_workers() -> usize {
@@ -792,6 +818,21 @@ impl Filesystem for StableFuse {
             }
             return;
         }
+        if cmd == XFS_IOC_GOINGDOWN || cmd == GOINGDOWN_IOCTL {
+            let how = match cmd {
+                XFS_IOC_GOINGDOWN => Ok(fs::GoingDown::LogFlush),
+                _ => going_down_flag(in_data),
+            };
+            // It waits for a commit under way: not on the request loop.
+            let (fs, uid) = (Arc::clone(&self.fs), req.uid());
+            self.workers.run(move || {
+                match how.and_then(|how| fs.go_down(how, uid)) {
+                    Ok(()) => reply.ioctl(0, &[]),
+                    Err(e) => reply.error(errno(&e)),
+                }
+            });
+            return;
+        }
         if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
             let answer = match control::decode(in_data) {
                 Ok(request) => self.fs.scrub_request(req.uid(), ino.0, request),
@@ -884,6 +925,18 @@ mod tests {
     fn sync_ioctl_number() {
         // _IOR('S', 3, __u64) as the C macros compute it.
         assert_eq!(SYNC_IOCTL, 0x8000_0000 | (8 << 16) | 0x5303);
+    }
+
+    #[test]
+    fn going_down_ioctls() {
+        assert_eq!(XFS_IOC_GOINGDOWN, 0x8004_587d);
+        assert_eq!(GOINGDOWN_IOCTL, 0x4004_587d);
+        let flag = |f: u32| going_down_flag(&f.to_ne_bytes());
+        assert_eq!(flag(0).unwrap(), fs::GoingDown::Flush);
+        assert_eq!(flag(1).unwrap(), fs::GoingDown::LogFlush);
+        assert_eq!(flag(2).unwrap(), fs::GoingDown::NoLogFlush);
+        assert_eq!(flag(3).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(going_down_flag(&[]).unwrap_err().errno(), libc::EINVAL);
     }
 
     #[test]
