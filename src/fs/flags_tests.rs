@@ -306,3 +306,64 @@ fn going_down_stops_all_writes_and_keeps_the_last_commit() {
         }
     }
 }
+
+/// `RENAME_WHITEOUT`: the rename and a whiteout (a character device 0/0, no permission
+/// bits, owned by the caller) at the source, in one change that survives a remount.
+#[test]
+fn rename_whiteout_leaves_a_whiteout() {
+    let (dev, fs) = mounted();
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
+    let f = file(&fs, ROOT_INO, "f", ROOT);
+    fs.write(f, 0, b"data", false).unwrap();
+    fs.rename_whiteout(ROOT_INO, b"f", d, b"g", 0, USER).unwrap();
+    let w = fs.lookup(ROOT_INO, b"f").unwrap();
+    assert_eq!(
+        (w.kind, w.perm, w.rdev, w.uid, w.gid, w.nlink),
+        (FileKind::CharDev, 0, 0, 1000, 1000, 1)
+    );
+    assert_ne!(w.ino, f);
+    assert_eq!(fs.lookup(d, b"g").unwrap().ino, f);
+    // Over an existing name; with NOREPLACE that is EEXIST and nothing changes.
+    let h = file(&fs, ROOT_INO, "h", ROOT);
+    assert_eq!(
+        eno(fs.rename_whiteout(ROOT_INO, b"h", d, b"g", RENAME_NOREPLACE, ROOT)),
+        libc::EEXIST
+    );
+    assert_eq!(fs.lookup(ROOT_INO, b"h").unwrap().ino, h);
+    fs.rename_whiteout(ROOT_INO, b"h", d, b"g", 0, ROOT).unwrap();
+    assert_eq!(fs.lookup(d, b"g").unwrap().ino, h);
+    assert_eq!(fs.lookup(ROOT_INO, b"h").unwrap().kind, FileKind::CharDev);
+    // A directory leaves a whiteout too; an exchange cannot.
+    fs.mkdir(ROOT_INO, b"sub", 0o755, ROOT).unwrap();
+    fs.rename_whiteout(ROOT_INO, b"sub", d, b"sub", 0, ROOT).unwrap();
+    assert_eq!(fs.lookup(ROOT_INO, b"sub").unwrap().kind, FileKind::CharDev);
+    assert_eq!(fs.lookup(d, b"sub").unwrap().kind, FileKind::Dir);
+    assert_eq!(
+        eno(fs.rename_whiteout(ROOT_INO, b"f", d, b"g", RENAME_EXCHANGE, ROOT)),
+        libc::EINVAL
+    );
+    // An immutable source directory refuses, as any rename out of it.
+    fs.set_flags(d, fl::IMMUTABLE, ROOT).unwrap();
+    assert_eq!(
+        eno(fs.rename_whiteout(d, b"g", ROOT_INO, b"g", 0, ROOT)),
+        libc::EPERM
+    );
+    fs.set_flags(d, 0, ROOT).unwrap();
+    let names = |fs: &Fs, dir| -> Vec<(Vec<u8>, FileKind)> {
+        let mut v: Vec<_> = fs
+            .readdir(dir, 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = (names(&fs, ROOT_INO), names(&fs, d));
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = Fs::mount(dev, MountOptions::default()).unwrap();
+    assert_eq!((names(&fs, ROOT_INO), names(&fs, d)), before);
+    let w = fs.lookup(ROOT_INO, b"f").unwrap();
+    assert_eq!((w.kind, w.perm, w.rdev), (FileKind::CharDev, 0, 0));
+}

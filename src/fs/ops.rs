@@ -365,6 +365,39 @@ impl Fs {
         newname: &[u8],
         flags: u32,
     ) -> Result<()> {
+        self.rename_leaving(parent, name, newparent, newname, flags, None)
+    }
+
+    /// `renameat2` with `RENAME_WHITEOUT` (`flags` are the others: `RENAME_NOREPLACE` or
+    /// none; with `RENAME_EXCHANGE` it is EINVAL, as on ext4): the rename, and in the same
+    /// change a whiteout where the source was, a character device 0/0 with no permission
+    /// bits owned by `who`, as the kernel makes them (overlayfs's upper layer uses them to
+    /// hide lower files). The kernel checks CAP_MKNOD.
+    pub fn rename_whiteout(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: u32,
+        who: Caller,
+    ) -> Result<()> {
+        if flags & RENAME_EXCHANGE != 0 {
+            return errno(libc::EINVAL);
+        }
+        self.rename_leaving(parent, name, newparent, newname, flags, Some(who))
+    }
+
+    /// `rename`, leaving a whiteout owned by `whiteout` at the source if that is given.
+    fn rename_leaving(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: u32,
+        whiteout: Option<Caller>,
+    ) -> Result<()> {
         check_name(name)?;
         check_name(newname)?;
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
@@ -458,6 +491,14 @@ impl Fs {
         let mut i = st.inode(src.ino)?;
         i.ctime = t;
         st.put_inode(src.ino, &i)?;
+        if let Some(who) = whiteout {
+            let mut pd = st.dir_inode(parent)?;
+            let ino = st.new_ino();
+            let w = self.new_inode(&mut st, &pd, libc::S_IFCHR, 0, who);
+            st.dir_add(parent, &mut pd, name, ino, FileKind::CharDev)?;
+            st.put_inode(parent, &pd)?;
+            st.put_inode(ino, &w)?;
+        }
         self.touch_dirs(&mut st, parent, newparent, t)
     }
 

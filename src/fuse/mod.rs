@@ -314,11 +314,13 @@ fn reply_xattr(answer: Result<XattrAnswer>, reply: ReplyXattr) {
     }
 }
 
-/// `renameat2` flags the fs layer understands; anything else (`RENAME_WHITEOUT`, both at
-/// once, unknown bits) is `EINVAL`.
+/// `renameat2` flags the fs layer understands: none, `RENAME_NOREPLACE` or
+/// `RENAME_EXCHANGE`, each but the last also with `RENAME_WHITEOUT`; anything else (exchange
+/// and no-replace at once, a whiteout with an exchange, unknown bits) is `EINVAL`.
 fn rename_flags(flags: RenameFlags) -> Result<u32> {
     match flags.bits() {
-        f @ (0 | fs::RENAME_NOREPLACE | fs::RENAME_EXCHANGE) => Ok(f),
+        f @ (0 | fs::RENAME_NOREPLACE | fs::RENAME_EXCHANGE | fs::RENAME_WHITEOUT) => Ok(f),
+        f if f == fs::RENAME_WHITEOUT | fs::RENAME_NOREPLACE => Ok(f),
         _ => Err(Error::Errno(libc::EINVAL)),
     }
 }
@@ -510,7 +512,7 @@ impl Filesystem for StableFuse {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -518,14 +520,15 @@ impl Filesystem for StableFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let renamed = rename_flags(flags).and_then(|flags| {
-            self.fs.rename(
-                parent.0,
-                name.as_bytes(),
-                newparent.0,
-                newname.as_bytes(),
-                flags,
-            )
+        let (name, newname) = (name.as_bytes(), newname.as_bytes());
+        let renamed = rename_flags(flags).and_then(|flags| match flags & fs::RENAME_WHITEOUT {
+            0 => self.fs.rename(parent.0, name, newparent.0, newname, flags),
+            w => {
+                let flags = flags & !w;
+                let who = caller(req);
+                self.fs
+                    .rename_whiteout(parent.0, name, newparent.0, newname, flags, who)
+            }
         });
         self.reply_synced(&[parent.0, newparent.0], renamed, |r| reply_empty(r, reply));
     }
@@ -952,8 +955,17 @@ mod tests {
             rename_flags(RenameFlags::RENAME_EXCHANGE).unwrap(),
             libc::RENAME_EXCHANGE
         );
+        assert_eq!(fs::RENAME_WHITEOUT, libc::RENAME_WHITEOUT);
+        assert_eq!(
+            rename_flags(RenameFlags::RENAME_WHITEOUT).unwrap(),
+            libc::RENAME_WHITEOUT
+        );
+        assert_eq!(
+            rename_flags(RenameFlags::RENAME_WHITEOUT | RenameFlags::RENAME_NOREPLACE).unwrap(),
+            libc::RENAME_WHITEOUT | libc::RENAME_NOREPLACE
+        );
         for bad in [
-            RenameFlags::RENAME_WHITEOUT,
+            RenameFlags::RENAME_WHITEOUT | RenameFlags::RENAME_EXCHANGE,
             RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE,
             RenameFlags::from_bits_retain(1 << 10),
         ] {
