@@ -372,7 +372,7 @@ impl Fs {
     /// none; with `RENAME_EXCHANGE` it is EINVAL, as on ext4): the rename, and in the same
     /// change a whiteout where the source was, a character device 0/0 with no permission
     /// bits owned by `who`, as the kernel makes them (overlayfs's upper layer uses them to
-    /// hide lower files). The kernel checks CAP_MKNOD.
+    /// hide lower files). Like the kernel's whiteouts, it needs no privilege.
     pub fn rename_whiteout(
         &self,
         parent: Ino,
