@@ -140,7 +140,10 @@ fn flags_and_their_rules_as_root_agree_with_ext4() {
     let mut p = p;
     p.stable.remount();
     assert_eq!(p.same(&root, &script(listing)), before);
-    assert!(before.contains("----i") && before.contains("-----a"), "{before}");
+    assert!(
+        before.contains("----i") && before.contains("-----a"),
+        "{before}"
+    );
 }
 
 /// As an unprivileged owner and as someone else: the owner sets ordinary flags, nobody but
@@ -211,7 +214,10 @@ fn sync_flag_makes_writes_durable_before_they_return() {
     fs.mount();
     assert_eq!(read_file(&fs.path("s")), b"synchronous data");
     assert!(fs.path("sd/child").is_dir(), "D: the new entry is durable");
-    assert!(!fs.path("plain").exists(), "without S nothing was committed");
+    assert!(
+        !fs.path("plain").exists(),
+        "without S nothing was committed"
+    );
 }
 
 /// Commits through `stablefs sync`.

@@ -130,7 +130,11 @@ fn stablefs_as_overlay_upper_layer_agrees_with_ext4() {
     ] {
         assert!(s.stdout.contains(w), "no whiteout '{w}' in:\n{}", s.stdout);
     }
-    assert!(s.stdout.contains("trusted.overlay.redirect"), "{}", s.stdout);
+    assert!(
+        s.stdout.contains("trusted.overlay.redirect"),
+        "{}",
+        s.stdout
+    );
     drop(overlays);
     // After the overlay is gone, the upper layer is still there after a remount.
     let mut pair = pair;
@@ -172,7 +176,8 @@ print(sys.argv[1:], 'ok' if r == 0 else os.strerror(ctypes.get_errno()))" "$@"; 
     );
     // Whiteouts need no privilege (since Linux 5.8); this one is the user's.
     assert!(
-        out.contains("['n', 'm', '4'] ok") && out.contains("n character special file 65534:65534 0:0"),
+        out.contains("['n', 'm', '4'] ok")
+            && out.contains("n character special file 65534:65534 0:0"),
         "{out}"
     );
 }

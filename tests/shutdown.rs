@@ -53,9 +53,15 @@ fn go_down_and_check(fs: &mut TestFs, how: &str) {
         "rm: cannot remove 'mnt/pending': Input/output error",
         "sync: error opening 'mnt/synced': Input/output error",
     ] {
-        assert!(after.contains(expected), "{how}: no '{expected}' in:\n{after}");
+        assert!(
+            after.contains(expected),
+            "{how}: no '{expected}' in:\n{after}"
+        );
     }
-    assert!(!after.contains("durable"), "{how}: read after shutdown:\n{after}");
+    assert!(
+        !after.contains("durable"),
+        "{how}: read after shutdown:\n{after}"
+    );
     // The unmount works and commits nothing.
     fs.unmount();
     assert!(
@@ -82,7 +88,11 @@ fn only_root_may_shut_down() {
     );
     assert!(out.contains("PermissionError"), "{out}");
     // Still up.
-    let out = sh(&fs.mnt, &User::root(), "echo more >> pending && cat pending");
+    let out = sh(
+        &fs.mnt,
+        &User::root(),
+        "echo more >> pending && cat pending",
+    );
     assert!(out.starts_with("pending\nmore\n"), "{out}");
 }
 
@@ -90,11 +100,17 @@ fn only_root_may_shut_down() {
 /// which holds the fsynced file and not the other.
 #[test]
 fn xfs_io_shutdown_keeps_what_fsync_made_durable() {
-    for how in ["xfs_io -r -x -c shutdown .", "xfs_io -r -x -c 'shutdown -f' ."] {
+    for how in [
+        "xfs_io -r -x -c shutdown .",
+        "xfs_io -r -x -c 'shutdown -f' .",
+    ] {
         let mut fs = TestFs::with("256M", &[], OPTS);
         prepare(&fs);
         go_down_and_check(&mut fs, how);
-        assert!(!fs.path("pending").exists(), "{how}: not fsynced, not committed");
+        assert!(
+            !fs.path("pending").exists(),
+            "{how}: not fsynced, not committed"
+        );
         assert!(!fs.path("pdir").exists(), "{how}");
     }
 }

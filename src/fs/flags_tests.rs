@@ -35,9 +35,18 @@ fn who_may_set_which_flag() {
     let f = FileKind::File;
     let d = FileKind::Dir;
     // The owner sets ordinary flags; another user may not; root may.
-    assert_eq!(check_set_flags(f, 0, fl::NODUMP, 1000, 1000).unwrap(), fl::NODUMP);
-    assert_eq!(eno(check_set_flags(f, 0, fl::NODUMP, 1000, 1001)), libc::EPERM);
-    assert_eq!(check_set_flags(f, 0, fl::NODUMP, 1000, 0).unwrap(), fl::NODUMP);
+    assert_eq!(
+        check_set_flags(f, 0, fl::NODUMP, 1000, 1000).unwrap(),
+        fl::NODUMP
+    );
+    assert_eq!(
+        eno(check_set_flags(f, 0, fl::NODUMP, 1000, 1001)),
+        libc::EPERM
+    );
+    assert_eq!(
+        check_set_flags(f, 0, fl::NODUMP, 1000, 0).unwrap(),
+        fl::NODUMP
+    );
     // Only root changes immutable or append-only, either way.
     for locked in [fl::IMMUTABLE, fl::APPEND] {
         assert_eq!(eno(check_set_flags(f, 0, locked, 1000, 1000)), libc::EPERM);
@@ -52,15 +61,28 @@ fn who_may_set_which_flag() {
     );
     // An immutable inode's other flags change only together with clearing immutable.
     let i = fl::IMMUTABLE;
-    assert_eq!(eno(check_set_flags(f, i, i | fl::NODUMP, 0, 0)), libc::EPERM);
+    assert_eq!(
+        eno(check_set_flags(f, i, i | fl::NODUMP, 0, 0)),
+        libc::EPERM
+    );
     assert_eq!(check_set_flags(f, i, fl::NODUMP, 0, 0).unwrap(), fl::NODUMP);
     assert_eq!(check_set_flags(f, i, i, 0, 0).unwrap(), i);
     // Unknown flags and flags of the wrong kind: EOPNOTSUPP.
-    for bad in [0x80_0000 /* C */, 0x4000 /* j */, 0x8_0000 /* e */] {
+    for bad in [
+        0x80_0000, /* C */
+        0x4000,    /* j */
+        0x8_0000,  /* e */
+    ] {
         assert_eq!(eno(check_set_flags(f, 0, bad, 0, 0)), libc::EOPNOTSUPP);
     }
-    assert_eq!(eno(check_set_flags(f, 0, fl::DIRSYNC, 0, 0)), libc::EOPNOTSUPP);
-    assert_eq!(check_set_flags(d, 0, fl::DIRSYNC, 0, 0).unwrap(), fl::DIRSYNC);
+    assert_eq!(
+        eno(check_set_flags(f, 0, fl::DIRSYNC, 0, 0)),
+        libc::EOPNOTSUPP
+    );
+    assert_eq!(
+        check_set_flags(d, 0, fl::DIRSYNC, 0, 0).unwrap(),
+        fl::DIRSYNC
+    );
     assert_eq!(
         eno(check_set_flags(FileKind::Symlink, 0, fl::SYNC, 0, 0)),
         libc::EOPNOTSUPP
@@ -182,7 +204,8 @@ fn append_only_file_takes_appends_only() {
     assert_eq!(eno(fs.setxattr(f, b"user.a", b"1", 0)), perm);
     // Plain allocation only.
     fs.fallocate(f, 0, 8192, 0).unwrap();
-    fs.fallocate(f, 0, 16384, libc::FALLOC_FL_KEEP_SIZE).unwrap();
+    fs.fallocate(f, 0, 16384, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap();
     let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
     assert_eq!(eno(fs.fallocate(f, 0, 4096, punch)), perm);
     assert_eq!(
@@ -239,14 +262,20 @@ fn new_inodes_inherit_flags_and_noatime_keeps_atime() {
     let all = fl::NOATIME | fl::NODUMP | fl::SYNC | fl::DIRSYNC | fl::APPEND | fl::TOPDIR;
     fs.set_flags(d, all, ROOT).unwrap();
     let f = file(&fs, d, "f", ROOT);
-    assert_eq!(fs.get_flags(f).unwrap(), fl::NOATIME | fl::NODUMP | fl::SYNC);
+    assert_eq!(
+        fs.get_flags(f).unwrap(),
+        fl::NOATIME | fl::NODUMP | fl::SYNC
+    );
     let sub = fs.mkdir(d, b"sub", 0o755, ROOT).unwrap().ino;
     assert_eq!(
         fs.get_flags(sub).unwrap(),
         fl::NOATIME | fl::NODUMP | fl::SYNC | fl::DIRSYNC
     );
     assert!(fs.is_sync(d) && fs.is_sync(f));
-    assert!(fs.check_open(f, libc::O_RDWR).unwrap(), "S: synchronous writes");
+    assert!(
+        fs.check_open(f, libc::O_RDWR).unwrap(),
+        "S: synchronous writes"
+    );
 
     fs.write(f, 0, b"data", false).unwrap();
     let old = Timespec { sec: 1000, nsec: 0 };
@@ -291,7 +320,11 @@ fn going_down_stops_all_writes_and_keeps_the_last_commit() {
         fs.forget(pending, 1);
         fs.shutdown().unwrap();
         drop(fs);
-        assert_eq!(dev.write_count(), writes, "{how:?}: a write after going down");
+        assert_eq!(
+            dev.write_count(),
+            writes,
+            "{how:?}: a write after going down"
+        );
         assert!(dev.snapshot() == image, "{how:?}: the image changed");
         let fs = Fs::mount(dev.clone(), MountOptions::default()).unwrap();
         let a = fs.lookup(ROOT_INO, b"synced").unwrap();
@@ -315,7 +348,8 @@ fn rename_whiteout_leaves_a_whiteout() {
     let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
     let f = file(&fs, ROOT_INO, "f", ROOT);
     fs.write(f, 0, b"data", false).unwrap();
-    fs.rename_whiteout(ROOT_INO, b"f", d, b"g", 0, USER).unwrap();
+    fs.rename_whiteout(ROOT_INO, b"f", d, b"g", 0, USER)
+        .unwrap();
     let w = fs.lookup(ROOT_INO, b"f").unwrap();
     assert_eq!(
         (w.kind, w.perm, w.rdev, w.uid, w.gid, w.nlink),
@@ -330,12 +364,14 @@ fn rename_whiteout_leaves_a_whiteout() {
         libc::EEXIST
     );
     assert_eq!(fs.lookup(ROOT_INO, b"h").unwrap().ino, h);
-    fs.rename_whiteout(ROOT_INO, b"h", d, b"g", 0, ROOT).unwrap();
+    fs.rename_whiteout(ROOT_INO, b"h", d, b"g", 0, ROOT)
+        .unwrap();
     assert_eq!(fs.lookup(d, b"g").unwrap().ino, h);
     assert_eq!(fs.lookup(ROOT_INO, b"h").unwrap().kind, FileKind::CharDev);
     // A directory leaves a whiteout too; an exchange cannot.
     fs.mkdir(ROOT_INO, b"sub", 0o755, ROOT).unwrap();
-    fs.rename_whiteout(ROOT_INO, b"sub", d, b"sub", 0, ROOT).unwrap();
+    fs.rename_whiteout(ROOT_INO, b"sub", d, b"sub", 0, ROOT)
+        .unwrap();
     assert_eq!(fs.lookup(ROOT_INO, b"sub").unwrap().kind, FileKind::CharDev);
     assert_eq!(fs.lookup(d, b"sub").unwrap().kind, FileKind::Dir);
     assert_eq!(

@@ -1039,7 +1039,10 @@ fn inode_flags_a_kind_cannot_carry_are_reported() {
     fs.set_flags(d, known, ROOT).unwrap();
     fs.shutdown().unwrap();
     drop(fs);
-    assert!(fsck_dev(&dev, false).problems.is_empty(), "flags a directory may carry");
+    assert!(
+        fsck_dev(&dev, false).problems.is_empty(),
+        "flags a directory may carry"
+    );
     commit_with(&dev, |m| {
         let mut i = get_inode(m, f);
         i.flags = crate::format::inode_flags::DIRSYNC | 0x8000_0000;

@@ -4,11 +4,16 @@
 //! implements by opening the file read-only and sending the same ioctl here, restricted, with
 //! a 4-byte `int` (flags) or a 28-byte `struct fsxattr`. On a 64-bit kernel with 32-bit
 //! compatibility the flag ioctls arrive as their 32-bit numbers (`FS_IOC32_*`): both are
-//! understood. The rules are the `fs` layer's (`crate::fs::flags`).
+//! understood. The rules are the `fs` layer's (`crate::fs::flags`). The kernel's `int`s are
+//! in host byte order, which is little-endian on every platform stablefs builds for (as
+//! everywhere in stablefs, explicit little-endian).
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("the ioctls' ints are read as little-endian (the host's order)");
 
 use crate::error::{errno, Result};
-use crate::fs::{Caller, Fs, Ino};
 use crate::format::inode_flags as fl;
+use crate::fs::{Caller, Fs, Ino};
 
 const fn ioc(dir: u32, ty: u8, nr: u8, size: u32) -> u32 {
     (dir << 30) | (size << 16) | ((ty as u32) << 8) | nr as u32
@@ -58,7 +63,7 @@ impl FlagsIoctl {
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32> {
     match b.get(at..at + 4) {
-        Some(w) => Ok(u32::from_ne_bytes([w[0], w[1], w[2], w[3]])),
+        Some(w) => Ok(u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
         None => errno(libc::EINVAL),
     }
 }
@@ -90,15 +95,15 @@ fn from_xflags(xflags: u32) -> Result<u32> {
 /// reply with.
 pub fn answer(fs: &Fs, who: Caller, ino: Ino, which: FlagsIoctl, input: &[u8]) -> Result<Vec<u8>> {
     match which {
-        FlagsIoctl::Get => Ok(fs.get_flags(ino)?.to_ne_bytes().to_vec()),
+        FlagsIoctl::Get => Ok(fs.get_flags(ino)?.to_le_bytes().to_vec()),
         FlagsIoctl::Set => {
             let flags = u32_at(input, 0)?;
             fs.set_flags(ino, flags, who)?;
-            Ok(flags.to_ne_bytes().to_vec())
+            Ok(flags.to_le_bytes().to_vec())
         }
         FlagsIoctl::FsGetXattr => {
             let mut out = vec![0u8; FSXATTR_BYTES];
-            out[..4].copy_from_slice(&to_xflags(fs.get_flags(ino)?).to_ne_bytes());
+            out[..4].copy_from_slice(&to_xflags(fs.get_flags(ino)?).to_le_bytes());
             Ok(out)
         }
         FlagsIoctl::FsSetXattr => {

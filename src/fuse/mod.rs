@@ -96,7 +96,7 @@ pub const GOINGDOWN_IOCTL: u32 = (1 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 
 /// The `GoingDown` an XFS shutdown flag asks for.
 fn going_down_flag(in_data: &[u8]) -> Result<fs::GoingDown> {
     let flag = match in_data {
-        [a, b, c, d, ..] => u32::from_ne_bytes([*a, *b, *c, *d]),
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
         _ => return Err(Error::Errno(libc::EINVAL)),
     };
     match flag {
@@ -236,8 +236,7 @@ impl StableFuse {
             return reply(result);
         }
         let fs = Arc::clone(&self.fs);
-        self.workers
-            .run(move || reply(fs.sync().and(result)));
+        self.workers.run(move || reply(fs.sync().and(result)));
     }
 
     fn create_file(&self, parent: Ino, name: &[u8], perm: u32, who: fs::Caller) -> Result<Attr> {
@@ -388,6 +387,7 @@ impl Filesystem for StableFuse {
         // Let queued reads and fsyncs finish before the last commit.
         self.workers.finish();
         match self.shutdown.shutdown() {
+            Ok(()) if self.fs.status().failed => info!("closed; nothing committed (shut down)"),
             Ok(()) => info!("committed and closed"),
             Err(e) => error!("could not commit at unmount: {e}"),
         }
@@ -764,19 +764,19 @@ impl Filesystem for StableFuse {
     ) {
         // A new file is empty: O_TRUNC has nothing to do.
         let perm = masked_perm(mode, umask);
-        match self.create_file(parent.0, name.as_bytes(), perm, caller(req)) {
-            Ok(attr) => {
-                self.seeker.opened(attr.ino, flags);
-                reply.created(
-                    &TTL,
-                    &file_attr(&attr),
-                    GENERATION,
-                    FileHandle(0),
-                    FopenFlags::empty(),
-                )
+        let made = self.create_file(parent.0, name.as_bytes(), perm, caller(req));
+        let mut open = FopenFlags::empty();
+        if let Ok(attr) = &made {
+            self.seeker.opened(attr.ino, flags);
+            // Inherited `S`: see `open`.
+            if self.fs.is_sync(attr.ino) {
+                open = FopenFlags::FOPEN_DIRECT_IO;
             }
-            Err(e) => reply.error(errno(&e)),
         }
+        self.reply_synced(&[parent.0], made, move |made| match made {
+            Ok(attr) => reply.created(&TTL, &file_attr(&attr), GENERATION, FileHandle(0), open),
+            Err(e) => reply.error(errno(&e)),
+        });
     }
 
     fn fallocate(
@@ -795,10 +795,11 @@ impl Filesystem for StableFuse {
             .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
     }
 
-    /// Three ioctls, on any file or directory of the mount: `stablefs status`
-    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`) and the online scrub's
+    /// The ioctls, on any file or directory of the mount: `stablefs status`
+    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`), the online scrub's
     /// control channel (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is
-    /// issued on). Anything else is ENOTTY, as a filesystem without ioctls answers, and
+    /// issued on), the inode flags (`chattr`/`lsattr`, see `inode_flags`) and the shutdown
+    /// (`XFS_IOC_GOINGDOWN`, `GOINGDOWN_IOCTL`). Anything else is ENOTTY, as a filesystem without ioctls answers, and
     /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
     /// into a flood).
     fn ioctl(
@@ -828,12 +829,11 @@ impl Filesystem for StableFuse {
             };
             // It waits for a commit under way: not on the request loop.
             let (fs, uid) = (Arc::clone(&self.fs), req.uid());
-            self.workers.run(move || {
-                match how.and_then(|how| fs.go_down(how, uid)) {
+            self.workers
+                .run(move || match how.and_then(|how| fs.go_down(how, uid)) {
                     Ok(()) => reply.ioctl(0, &[]),
                     Err(e) => reply.error(errno(&e)),
-                }
-            });
+                });
             return;
         }
         if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
@@ -934,7 +934,7 @@ mod tests {
     fn going_down_ioctls() {
         assert_eq!(XFS_IOC_GOINGDOWN, 0x8004_587d);
         assert_eq!(GOINGDOWN_IOCTL, 0x4004_587d);
-        let flag = |f: u32| going_down_flag(&f.to_ne_bytes());
+        let flag = |f: u32| going_down_flag(&f.to_le_bytes());
         assert_eq!(flag(0).unwrap(), fs::GoingDown::Flush);
         assert_eq!(flag(1).unwrap(), fs::GoingDown::LogFlush);
         assert_eq!(flag(2).unwrap(), fs::GoingDown::NoLogFlush);

@@ -253,7 +253,10 @@ impl<E: Owner> Store<E> {
         self.dirty_cv.notify_all();
         self.lock().meta.tree.set_heal(false);
         self.stop();
-        log::warn!("shut down ({how:?}): nothing more is written; the device keeps commit {}", self.generation());
+        log::warn!(
+            "shut down ({how:?}): nothing more is written; the device keeps commit {}",
+            self.generation()
+        );
         flushed
     }
 
