@@ -145,3 +145,32 @@ fn the_three_flags() {
         "{out}"
     );
 }
+
+/// A file open before the shutdown, its pages in the kernel's cache: reading it again
+/// fails with EIO too (the daemon drops the kernel's caches when it goes down).
+#[test]
+fn cached_pages_of_open_files_are_not_served_after_a_shutdown() {
+    let fs = TestFs::with("256M", &[], OPTS);
+    prepare(&fs);
+    let out = sh(
+        fs.mnt.parent().unwrap(),
+        &User::root(),
+        &format!(
+            "python3 -c \"
+import fcntl, os, struct
+fd = os.open('mnt/synced', os.O_RDONLY)
+print(os.pread(fd, 100, 0))
+fcntl.ioctl(os.open('mnt', os.O_RDONLY), {GOINGDOWN_IOW}, struct.pack('I', 2))
+for what, call in [('read', lambda: os.pread(fd, 100, 0)), ('fstat', lambda: os.fstat(fd).st_size)]:
+    try:
+        print(what, call())
+    except OSError as e:
+        print(what, os.strerror(e.errno))
+\""
+        ),
+    );
+    assert_eq!(
+        out,
+        "b'durable\\n'\nread Input/output error\nfstat Input/output error\nstatus Some(0)"
+    );
+}

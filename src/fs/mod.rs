@@ -186,6 +186,15 @@ impl Fs {
         flushed
     }
 
+    /// The inodes the kernel may hold in its caches: the root and those it has looked up or
+    /// opened.
+    pub fn kernel_inodes(&self) -> Vec<Ino> {
+        let st = self.lock();
+        let mut inodes: Vec<Ino> = st.ext.live.keys().copied().collect();
+        inodes.push(crate::format::ROOT_INO);
+        inodes
+    }
+
     /// The generation of the last commit.
     pub fn generation(&self) -> u64 {
         self.store.generation()

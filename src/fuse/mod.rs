@@ -107,6 +107,36 @@ fn going_down_flag(in_data: &[u8]) -> Result<fs::GoingDown> {
     }
 }
 
+/// Drops the kernel's cached pages and attributes of `inodes` (after a shutdown: so that
+/// reads and stats of open files reach the daemon, and fail, as on a shut-down ext4), then
+/// runs `then`. As in `seek`, the notifications are sent from a thread of their own; if none
+/// can be started, `then` is dropped and fuser answers EIO.
+fn forget_caches_then(
+    notifier: Option<Notifier>,
+    inodes: Vec<Ino>,
+    then: impl FnOnce() + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("stablefs-inval".into())
+        .spawn(move || {
+            if let Some(notifier) = notifier {
+                for ino in inodes {
+                    // ENOENT: the kernel has forgotten the inode meanwhile.
+                    match notifier.inval_inode(INodeNo(ino), 0, 0) {
+                        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                            debug!("dropping the kernel's cache of inode {ino}: {e}");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            then();
+        });
+    if let Err(e) = spawned {
+        error!("cannot start a thread: {e}");
+    }
+}
+
 /// Read/fsync workers when `workers=` is not given: reads spend most of their time waiting for
 /// the device, so twice the cores keeps the CPUs busy verifying while others wait.
 pub fn default_workers() -> usize {
@@ -829,11 +859,18 @@ impl Filesystem for StableFuse {
             };
             // It waits for a commit under way: not on the request loop.
             let (fs, uid) = (Arc::clone(&self.fs), req.uid());
-            self.workers
-                .run(move || match how.and_then(|how| fs.go_down(how, uid)) {
+            let notifier = self.notifier_slot().get().cloned();
+            self.workers.run(move || {
+                let done = how.and_then(|how| fs.go_down(how, uid));
+                let cached = match done {
+                    Ok(()) => fs.kernel_inodes(),
+                    Err(_) => Vec::new(),
+                };
+                forget_caches_then(notifier, cached, move || match done {
                     Ok(()) => reply.ioctl(0, &[]),
                     Err(e) => reply.error(errno(&e)),
                 });
+            });
             return;
         }
         if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
