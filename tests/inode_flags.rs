@@ -31,8 +31,11 @@ for fl in s u c S d A t i a D T C P F; do
     mkdir h$fl; t chattr +$fl h$fl; la h$fl
 done
 t chattr -i -a gi ga hi ha
-# xfs_io sees the same flags through FS_IOC_FSGETXATTR.
+# xfs_io sees the same flags through FS_IOC_FSGETXATTR and sets them with FS_IOC_FSSETXATTR.
 xfs_io -c lsattr gS gA gd | awk '{print $1}'
+touch x1; t xfs_io -c 'chattr +dAS' x1; la x1; t xfs_io -c 'chattr -d' x1; la x1
+t xfs_io -c 'chattr +i' x1; la x1; t xfs_io -c 'chattr -i' x1; la x1; chattr -i x1
+for l in r p t P n e E f C s; do touch y$l; t xfs_io -c "chattr +$l" y$l; xfs_io -c lsattr y$l; done
 "#;
 
 const IMMUTABLE_FILE: &str = r#"

@@ -75,20 +75,20 @@ fn to_xflags(flags: u32) -> u32 {
         .fold(0, |x, (bit, _)| x | bit)
 }
 
-/// The inode flags `xflags` stands for; EOPNOTSUPP for an xflag stablefs does not carry.
+/// `FS_XFLAG_DAX`: the one xflag outside the common ones that ext4 keeps.
+const XFLAG_DAX: u32 = 0x0000_8000;
+
+/// The inode flags `xflags` stands for. As on ext4, the xflags only XFS has (realtime,
+/// extent size hints, filestreams, ...) are ignored; DAX, which stablefs cannot do, is
+/// EOPNOTSUPP (as `chattr +x`).
 fn from_xflags(xflags: u32) -> Result<u32> {
-    let mut flags = 0;
-    let mut rest = xflags;
-    for (bit, f) in XFLAGS {
-        if xflags & bit != 0 {
-            flags |= f;
-            rest &= !bit;
-        }
-    }
-    if rest != 0 {
+    if xflags & XFLAG_DAX != 0 {
         return errno(libc::EOPNOTSUPP);
     }
-    Ok(flags)
+    Ok(XFLAGS
+        .iter()
+        .filter(|(bit, _)| xflags & bit != 0)
+        .fold(0, |flags, (_, f)| flags | f))
 }
 
 /// Answers `which` on `ino` for the caller `who` with the request's `input`: the bytes to
@@ -144,9 +144,9 @@ mod tests {
         assert_eq!(from_xflags(0xf8).unwrap(), all);
         assert_eq!(to_xflags(fl::SECRM | fl::TOPDIR), 0);
         assert_eq!(from_xflags(0x200).unwrap(), fl::PROJINHERIT);
-        // FS_XFLAG_DAX, FS_XFLAG_REALTIME: not carried.
         assert_eq!(from_xflags(0x8000).unwrap_err().errno(), libc::EOPNOTSUPP);
-        assert_eq!(from_xflags(0x1).unwrap_err().errno(), libc::EOPNOTSUPP);
+        // FS_XFLAG_REALTIME, FS_XFLAG_FILESTREAM: XFS's own, ignored as by ext4.
+        assert_eq!(from_xflags(0x1 | 0x4000 | 0x80).unwrap(), fl::NODUMP);
         assert_eq!(u32_at(&[1, 0], 0).unwrap_err().errno(), libc::EINVAL);
     }
 }
