@@ -63,3 +63,52 @@ impl FileKind {
         }
     }
 }
+
+/// Inode flags (`InodeItem::flags`), with the bit values of Linux's `FS_IOC_GETFLAGS`
+/// (`FS_*_FL`), so that `chattr` and `lsattr` see them as on ext4. 0 on images made before
+/// flags existed. Flags with an effect: `i` (immutable), `a` (append only), `A` (no atime
+/// updates), `S` (synchronous writes), `D` (synchronous directory changes; directories only),
+/// `d` (no dump: for backup programs). Kept without an effect, exactly as ext4 keeps them
+/// (ext4 implements none of these either): `s` (secure deletion), `u` (undeletable), `c`
+/// (compress), `t` (no tail merging), `T` (top of a directory hierarchy: an allocator hint),
+/// `P` (project inheritance: there are no project quotas); `T` and `P` on directories only.
+pub mod inode_flags {
+    pub const SECRM: u32 = 0x0000_0001;
+    pub const UNRM: u32 = 0x0000_0002;
+    pub const COMPR: u32 = 0x0000_0004;
+    pub const SYNC: u32 = 0x0000_0008;
+    pub const IMMUTABLE: u32 = 0x0000_0010;
+    pub const APPEND: u32 = 0x0000_0020;
+    pub const NODUMP: u32 = 0x0000_0040;
+    pub const NOATIME: u32 = 0x0000_0080;
+    pub const NOTAIL: u32 = 0x0000_8000;
+    pub const DIRSYNC: u32 = 0x0001_0000;
+    pub const TOPDIR: u32 = 0x0002_0000;
+    pub const PROJINHERIT: u32 = 0x2000_0000;
+    /// Every flag an inode may carry.
+    pub const KNOWN: u32 = SECRM
+        | UNRM
+        | COMPR
+        | SYNC
+        | IMMUTABLE
+        | APPEND
+        | NODUMP
+        | NOATIME
+        | NOTAIL
+        | DIRSYNC
+        | TOPDIR
+        | PROJINHERIT;
+    /// Flags only a directory may carry (as on ext4).
+    pub const DIR_ONLY: u32 = DIRSYNC | TOPDIR | PROJINHERIT;
+    /// Flags a symlink, device, FIFO or socket may carry (ext4's `EXT4_OTHER_FLMASK`).
+    pub const OTHER: u32 = NODUMP | NOATIME;
+
+    /// The flags an inode of `kind` may carry.
+    pub fn allowed(kind: super::FileKind) -> u32 {
+        match kind {
+            super::FileKind::Dir => KNOWN,
+            super::FileKind::File => KNOWN & !DIR_ONLY,
+            _ => OTHER,
+        }
+    }
+}

@@ -207,6 +207,7 @@ impl Fs {
         let need = super::xattr::reservation(&st, value.len());
         self.store.reserve(&st, need, Reserve::Names)?;
         let mut i = st.inode(ino)?;
+        super::flags::refuse_change(&i)?;
         let exists = super::xattr::get(&mut st, ino, name)?.is_some();
         match (exists, flags) {
             (true, XATTR_CREATE) => return errno(libc::EEXIST),

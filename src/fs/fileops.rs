@@ -54,7 +54,9 @@ impl Fs {
         let _change = self.begin_change()?;
         {
             let mut st = self.lock();
-            check_file(&st.inode(ino)?, libc::ENODEV)?;
+            let i = st.inode(ino)?;
+            check_file(&i, libc::ENODEV)?;
+            super::flags::refuse_fallocate(&i, mode)?;
         }
         match op {
             Falloc::Allocate => self.allocate(ino, offset, end, keep_size),
@@ -207,7 +209,9 @@ impl Fs {
             let mut st = self.lock();
             let src = st.inode(ino_in)?;
             check_file(&src, libc::EINVAL)?;
-            check_file(&st.inode(ino_out)?, libc::EINVAL)?;
+            let dst = st.inode(ino_out)?;
+            check_file(&dst, libc::EINVAL)?;
+            super::flags::refuse_write(&dst)?;
             src.size
         };
         if off_in >= size_in || len == 0 {

@@ -7,6 +7,7 @@
 
 pub mod acl;
 mod fileops;
+pub mod flags;
 pub mod namespace;
 mod ops;
 mod scrub;
@@ -19,6 +20,7 @@ pub use types::*;
 use crate::device::BlockDevice;
 use crate::error::{errno, Error, Result};
 use crate::format::{Key, KIND_ORPHAN, OBJECT_FS};
+pub use crate::store::GoingDown;
 use crate::store::{ChangeGuard, Reserve, Src, Store, StoreOptions};
 use crate::txn::Meta;
 use parking_lot::MutexGuard;
@@ -59,6 +61,8 @@ impl Default for MountOptions {
 #[derive(Default)]
 pub struct Refs {
     pub live: std::collections::HashMap<Ino, state::Live>,
+    /// Shut down by `Fs::go_down`: every inode lookup fails with EIO.
+    pub down: bool,
 }
 
 /// The store's state with the filesystem's own (`Refs`) inside it.
@@ -189,6 +193,33 @@ impl Fs {
         }
     }
 
+    /// The shutdown ioctl (XFS's `XFS_IOC_GOINGDOWN`), for `uid`: root only (EPERM). Stops
+    /// the online scrub, then the store (see `Store::go_down` for what each `how` commits);
+    /// from then on every call that reaches an inode fails with EIO, nothing more is written
+    /// to the device, and the unmount commits nothing. The next mount is at the last commit,
+    /// which holds everything `fsync` returned for.
+    pub fn go_down(&self, how: GoingDown, uid: u32) -> Result<()> {
+        if uid != 0 {
+            return errno(libc::EPERM);
+        }
+        if how != GoingDown::Flush {
+            self.lock().ext.down = true;
+        }
+        self.scrub.shutdown();
+        let flushed = self.store.go_down(how);
+        self.lock().ext.down = true;
+        flushed
+    }
+
+    /// The inodes the kernel may hold in its caches: the root and those it has looked up or
+    /// opened.
+    pub fn kernel_inodes(&self) -> Vec<Ino> {
+        let st = self.lock();
+        let mut inodes: Vec<Ino> = st.ext.live.keys().copied().collect();
+        inodes.push(crate::format::ROOT_INO);
+        inodes
+    }
+
     /// The generation of the last commit.
     pub fn generation(&self) -> u64 {
         self.store.generation()
@@ -296,6 +327,8 @@ impl Drop for Fs {
 mod copies_tests;
 #[cfg(test)]
 mod fileops_tests;
+#[cfg(test)]
+mod flags_tests;
 #[cfg(test)]
 mod handles_tests;
 #[cfg(test)]

@@ -134,6 +134,7 @@ impl Fs {
 
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
         let _change = self.begin_change()?;
+        flags::refuse_setattr(&self.lock().inode(ino)?, set)?;
         if let Some(size) = set.size {
             self.truncate(ino, size)?;
         }
@@ -207,7 +208,7 @@ impl Fs {
             size: 0,
             blocks: 0,
             rdev,
-            flags: 0,
+            flags: flags::inherited(parent.flags, mode),
             atime: t,
             mtime: t,
             ctime: t,
@@ -240,6 +241,7 @@ impl Fs {
         if st.dir_lookup(parent, name)?.is_some() {
             return errno(libc::EEXIST);
         }
+        flags::refuse_add(&dir)?;
         if kind == FileKind::Dir && dir.nlink >= LINK_MAX {
             return errno(libc::EMLINK);
         }
@@ -360,7 +362,9 @@ impl Fs {
         if i.nlink == 0 {
             return errno(libc::ENOENT);
         }
+        flags::refuse_change(&i)?;
         let mut dir = st.dir_inode(newparent)?;
+        flags::refuse_add(&dir)?;
         st.dir_add(newparent, &mut dir, newname, ino, i.kind())?;
         let t = now();
         dir.mtime = t;
@@ -384,6 +388,7 @@ impl Fs {
         if link.kind == FileKind::Dir {
             return errno(libc::EISDIR);
         }
+        flags::refuse_remove(&dir, &st.inode(link.ino)?)?;
         st.dir_remove(parent, name)?;
         let t = now();
         dir.mtime = t;
@@ -412,6 +417,7 @@ impl Fs {
         if link.kind != FileKind::Dir {
             return errno(libc::ENOTDIR);
         }
+        flags::refuse_remove(&dir, &st.inode(link.ino)?)?;
         if !st.dir_is_empty(link.ino)? {
             return errno(libc::ENOTEMPTY);
         }
@@ -435,6 +441,39 @@ impl Fs {
         newname: &[u8],
         flags: u32,
     ) -> Result<()> {
+        self.rename_leaving(parent, name, newparent, newname, flags, None)
+    }
+
+    /// `renameat2` with `RENAME_WHITEOUT` (`flags` are the others: `RENAME_NOREPLACE` or
+    /// none; with `RENAME_EXCHANGE` it is EINVAL, as on ext4): the rename, and in the same
+    /// change a whiteout where the source was, a character device 0/0 with no permission
+    /// bits owned by `who`, as the kernel makes them (overlayfs's upper layer uses them to
+    /// hide lower files). Like the kernel's whiteouts, it needs no privilege.
+    pub fn rename_whiteout(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: u32,
+        who: Caller,
+    ) -> Result<()> {
+        if flags & RENAME_EXCHANGE != 0 {
+            return errno(libc::EINVAL);
+        }
+        self.rename_leaving(parent, name, newparent, newname, flags, Some(who))
+    }
+
+    /// `rename`, leaving a whiteout owned by `whiteout` at the source if that is given.
+    fn rename_leaving(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: u32,
+        whiteout: Option<Caller>,
+    ) -> Result<()> {
         check_name(name)?;
         check_name(newname)?;
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
@@ -444,12 +483,17 @@ impl Fs {
         }
         let _change = self.begin_change()?;
         let mut st = self.lock();
-        st.dir_inode(parent)?;
-        st.dir_inode(newparent)?;
+        let from_dir = st.dir_inode(parent)?;
+        let to_dir = st.dir_inode(newparent)?;
         let Some(src) = st.dir_lookup(parent, name)? else {
             return errno(libc::ENOENT);
         };
         let dst = st.dir_lookup(newparent, newname)?;
+        flags::refuse_remove(&from_dir, &st.inode(src.ino)?)?;
+        match &dst {
+            Some(dst) => flags::refuse_remove(&to_dir, &st.inode(dst.ino)?)?,
+            None => flags::refuse_add(&to_dir)?,
+        }
         let t = now();
         if flags & RENAME_EXCHANGE != 0 {
             let Some(dst) = dst else {
@@ -523,6 +567,14 @@ impl Fs {
         let mut i = st.inode(src.ino)?;
         i.ctime = t;
         st.put_inode(src.ino, &i)?;
+        if let Some(who) = whiteout {
+            let mut pd = st.dir_inode(parent)?;
+            let ino = st.new_ino();
+            let w = self.new_inode(&mut st, &pd, libc::S_IFCHR, 0, who);
+            st.dir_add(parent, &mut pd, name, ino, FileKind::CharDev)?;
+            st.put_inode(parent, &pd)?;
+            st.put_inode(ino, &w)?;
+        }
         self.touch_dirs(&mut st, parent, newparent, t)
     }
 
@@ -663,7 +715,7 @@ impl Fs {
     /// `relatime`, as ext4 mounts by default: a read updates atime when it is not newer than
     /// mtime or ctime, or is a day old.
     fn touch_atime(&self, st: &mut State, ino: Ino, mut i: InodeItem) -> Result<()> {
-        if self.store.writable().is_err() {
+        if self.store.writable().is_err() || i.flags & crate::format::inode_flags::NOATIME != 0 {
             return Ok(());
         }
         let t = now();
@@ -716,6 +768,7 @@ impl Fs {
                 if i.kind() != FileKind::File {
                     return errno(libc::EINVAL);
                 }
+                flags::refuse_write(&i)?;
                 Ok(i)
             },
             // After: the reservations the write took are no longer the inode's blocks (its

@@ -34,6 +34,9 @@ pub fn check_name(name: &[u8]) -> Result<()> {
 
 impl State {
     pub fn inode(&mut self, ino: Ino) -> Result<InodeItem> {
+        if self.ext.down {
+            return errno(libc::EIO);
+        }
         match self.meta.tree.get(&inode_key(ino))? {
             Some(v) => InodeItem::decode(&v),
             None => errno(libc::ENOENT),

@@ -125,6 +125,7 @@ pub const NAME_MAX: usize = 255;
 /// `renameat2` flags, as the kernel passes them.
 pub const RENAME_NOREPLACE: u32 = 1;
 pub const RENAME_EXCHANGE: u32 = 2;
+pub const RENAME_WHITEOUT: u32 = 4;
 
 /// `setxattr` flags.
 pub const XATTR_CREATE: i32 = 1;

@@ -202,6 +202,7 @@ impl Fs {
         let _change = self.begin_change()?;
         let mut st = self.lock();
         let mut i = st.inode(ino)?;
+        super::flags::refuse_change(&i)?;
         let exists = bucket(&mut st, ino, name)?.1.iter().any(|x| x.name == name);
         // As ext4: REPLACE wants it there, CREATE wants it absent (both: whichever fails).
         if flags & XATTR_REPLACE != 0 && !exists {
@@ -255,6 +256,7 @@ impl Fs {
         let _change = self.begin_change()?;
         let mut st = self.lock();
         let mut i = st.inode(ino)?;
+        super::flags::refuse_change(&i)?;
         let (_, list) = bucket(&mut st, ino, name)?;
         if !list.iter().any(|x| x.name == name) {
             return errno(libc::ENODATA);

@@ -131,6 +131,16 @@ fn items_have_inodes(scan: &Scan, f: &mut Findings) {
 fn check_inode_items(scan: &Scan, ino: u64, inode: &InodeItem, f: &mut Findings) {
     let kind = inode.kind();
     let wrong_kind = |what: &str| format!("inode {ino} is a {kind:?} but has {what}");
+    let bad_flags = inode.flags & !crate::format::inode_flags::allowed(kind);
+    if bad_flags != 0 {
+        f.error(
+            Check::InodeFlags,
+            false,
+            Some(ino),
+            None,
+            wrong_kind(&format!("inode flags {bad_flags:#x} it cannot carry")),
+        );
+    }
     let extents = scan.extents.get(&ino).map_or(&[][..], |v| v);
     if !extents.is_empty() && kind != FileKind::File {
         f.error(

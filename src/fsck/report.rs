@@ -100,6 +100,9 @@ pub enum Check {
     LinkCount,
     /// An ORPHAN item for an inode that still has names, or that does not exist.
     Orphan,
+    /// Inode flags this stablefs does not know, or that the inode's kind cannot carry
+    /// (`format::inode_flags`).
+    InodeFlags,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -1225,3 +1225,27 @@ fn external_values_without_their_feature_bit_are_reported_and_the_bit_set() {
     assert_eq!(sb.incompat & FEATURE_INCOMPAT_XATTR_VALUES, 0);
     assert_clean(&fsck_dev(&dev, false));
 }
+
+#[test]
+fn inode_flags_a_kind_cannot_carry_are_reported() {
+    let dev = new_dev();
+    let fs = mount(&dev);
+    let f = file(&fs, ROOT_INO, "f");
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ROOT).unwrap().ino;
+    let known = crate::format::inode_flags::IMMUTABLE | crate::format::inode_flags::DIRSYNC;
+    fs.set_flags(d, known, ROOT).unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+    assert!(
+        fsck_dev(&dev, false).problems.is_empty(),
+        "flags a directory may carry"
+    );
+    commit_with(&dev, |m| {
+        let mut i = get_inode(m, f);
+        i.flags = crate::format::inode_flags::DIRSYNC | 0x8000_0000;
+        put_inode(m, f, &i);
+    });
+    let r = fsck_dev(&dev, false);
+    assert_eq!(checks(&r), vec![Check::InodeFlags], "{}", r.to_text());
+    assert!(r.to_text().contains("0x80010000"), "{}", r.to_text());
+}

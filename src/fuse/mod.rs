@@ -24,6 +24,7 @@
 //!   verified, so only a cold lookup waits for a block.
 
 mod convert;
+mod inode_flags;
 mod kernel_mount;
 mod pool;
 mod seek;
@@ -79,6 +80,62 @@ pub fn default_fuse_threads() -> usize {
 /// the superblock that is now on the device (little-endian). Any user may ask, as for
 /// `sync(2)`; on a read-only mount it commits nothing and answers at once.
 pub const SYNC_IOCTL: u32 = (2 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 3;
+
+/// XFS's shutdown ioctl, `XFS_IOC_GOINGDOWN` (`_IOR('X', 125, __u32)`; ext4 and f2fs answer
+/// it too; `xfs_io -x -c "shutdown [-f]"` issues it). Root only. Its argument is the flag
+/// (see `GoingDown`), but as a `_IOR` ioctl the FUSE kernel hands the daemon no input bytes,
+/// only room for an answer, so the flag never arrives here: it is taken as
+/// `XFS_FSOP_GOING_FLAGS_LOGFLUSH`, which for stablefs is also what `NOLOGFLUSH` leaves on
+/// the device (no intent log: nothing new is committed either way), and is all `xfs_io`
+/// asks for (`-f`: LOGFLUSH, else NOLOGFLUSH). [`GOINGDOWN_IOCTL`] carries the flag.
+pub const XFS_IOC_GOINGDOWN: u32 = (2 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 125;
+/// The same with the flag as input (`_IOW('X', 125, __u32)`): 0 commit everything and stop
+/// (`DEFAULT`), 1 stop after the log (`LOGFLUSH`), 2 stop now (`NOLOGFLUSH`); else EINVAL.
+pub const GOINGDOWN_IOCTL: u32 = (1 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 125;
+
+/// The `GoingDown` an XFS shutdown flag asks for.
+fn going_down_flag(in_data: &[u8]) -> Result<fs::GoingDown> {
+    let flag = match in_data {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+        _ => return Err(Error::Errno(libc::EINVAL)),
+    };
+    match flag {
+        0 => Ok(fs::GoingDown::Flush),
+        1 => Ok(fs::GoingDown::LogFlush),
+        2 => Ok(fs::GoingDown::NoLogFlush),
+        _ => Err(Error::Errno(libc::EINVAL)),
+    }
+}
+
+/// Drops the kernel's cached pages and attributes of `inodes` (after a shutdown: so that
+/// reads and stats of open files reach the daemon, and fail, as on a shut-down ext4), then
+/// runs `then`. As in `seek`, the notifications are sent from a thread of their own; if none
+/// can be started, `then` is dropped and fuser answers EIO.
+fn forget_caches_then(
+    notifier: Option<Notifier>,
+    inodes: Vec<Ino>,
+    then: impl FnOnce() + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("stablefs-inval".into())
+        .spawn(move || {
+            if let Some(notifier) = notifier {
+                for ino in inodes {
+                    // ENOENT: the kernel has forgotten the inode meanwhile.
+                    match notifier.inval_inode(INodeNo(ino), 0, 0) {
+                        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                            debug!("dropping the kernel's cache of inode {ino}: {e}");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            then();
+        });
+    if let Err(e) = spawned {
+        error!("cannot start a thread: {e}");
+    }
+}
 
 /// Read/fsync workers when `workers=` is not given: reads spend most of their time waiting for
 /// the device, so twice the cores keeps the CPUs busy verifying while others wait.
@@ -229,7 +286,12 @@ impl StableFuse {
     /// With `FUSE_ATOMIC_O_TRUNC` the kernel leaves `O_TRUNC` to `open` (it has already checked
     /// write permission), instead of sending a `setattr` first.
     /// An O_TRUNC by anyone but root clears set-user-ID and friends.
-    fn open_file(&self, ino: Ino, flags: i32, who: fs::Caller) -> Result<()> {
+    /// Returns whether the file is synchronous (inode flag `S`): its writes then bypass the
+    /// kernel's cache (`FOPEN_DIRECT_IO`) and are committed before they return.
+    fn open_file(&self, ino: Ino, flags: i32, who: fs::Caller) -> Result<bool> {
+        // Immutable and append-only files are refused here, before the kernel caches any
+        // write: see `crate::fs::flags`.
+        let sync = self.fs.check_open(ino, flags)?;
         if flags & libc::O_TRUNC != 0 {
             let truncate = SetAttr {
                 size: Some(0),
@@ -239,7 +301,23 @@ impl StableFuse {
             };
             self.fs.setattr(ino, &truncate)?;
         }
-        self.fs.open(ino)
+        self.fs.open(ino)?;
+        Ok(sync)
+    }
+
+    /// Replies with `result` through `reply`, once it is durable when one of `dirs` is
+    /// synchronous (inode flags `D` or `S`: the change is committed first, on a worker).
+    fn reply_synced<T: Send + 'static>(
+        &self,
+        dirs: &[Ino],
+        result: Result<T>,
+        reply: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        if result.is_err() || !dirs.iter().any(|&d| self.fs.is_sync(d)) {
+            return reply(result);
+        }
+        let fs = Arc::clone(&self.fs);
+        self.workers.run(move || reply(fs.sync().and(result)));
     }
 
     fn create_file(&self, parent: Ino, name: &[u8], perm: u32, who: fs::Caller) -> Result<Attr> {
@@ -324,11 +402,13 @@ fn reply_xattr(answer: Result<XattrAnswer>, reply: ReplyXattr) {
     }
 }
 
-/// `renameat2` flags the fs layer understands; anything else (`RENAME_WHITEOUT`, both at
-/// once, unknown bits) is `EINVAL`.
+/// `renameat2` flags the fs layer understands: none, `RENAME_NOREPLACE` or
+/// `RENAME_EXCHANGE`, each but the last also with `RENAME_WHITEOUT`; anything else (exchange
+/// and no-replace at once, a whiteout with an exchange, unknown bits) is `EINVAL`.
 fn rename_flags(flags: RenameFlags) -> Result<u32> {
     match flags.bits() {
-        f @ (0 | fs::RENAME_NOREPLACE | fs::RENAME_EXCHANGE) => Ok(f),
+        f @ (0 | fs::RENAME_NOREPLACE | fs::RENAME_EXCHANGE | fs::RENAME_WHITEOUT) => Ok(f),
+        f if f == fs::RENAME_WHITEOUT | fs::RENAME_NOREPLACE => Ok(f),
         _ => Err(Error::Errno(libc::EINVAL)),
     }
 }
@@ -406,6 +486,7 @@ impl Filesystem for StableFuse {
         // Let queued reads and fsyncs finish before the last commit.
         self.workers.finish();
         match self.shutdown.shutdown() {
+            Ok(()) if self.fs.status().failed => info!("closed; nothing committed (shut down)"),
             Ok(()) => info!("committed and closed"),
             Err(e) => error!("could not commit at unmount: {e}"),
         }
@@ -487,7 +568,7 @@ impl Filesystem for StableFuse {
         let made = self
             .fs
             .mknod(parent.0, name.as_bytes(), mode, rdev, creator(req, umask));
-        reply_entry(made, reply);
+        self.reply_synced(&[parent.0], made, |r| reply_entry(r, reply));
     }
 
     fn mkdir(
@@ -499,23 +580,19 @@ impl Filesystem for StableFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        reply_entry(
-            self.fs.mkdir(
-                parent.0,
-                name.as_bytes(),
-                mode & 0o7777,
-                creator(req, umask),
-            ),
-            reply,
-        );
+        let who = creator(req, umask);
+        let made = self.fs.mkdir(parent.0, name.as_bytes(), mode & 0o7777, who);
+        self.reply_synced(&[parent.0], made, |r| reply_entry(r, reply));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(self.fs.unlink(parent.0, name.as_bytes()), reply);
+        let gone = self.fs.unlink(parent.0, name.as_bytes());
+        self.reply_synced(&[parent.0], gone, |r| reply_empty(r, reply));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(self.fs.rmdir(parent.0, name.as_bytes()), reply);
+        let gone = self.fs.rmdir(parent.0, name.as_bytes());
+        self.reply_synced(&[parent.0], gone, |r| reply_empty(r, reply));
     }
 
     fn symlink(
@@ -530,12 +607,12 @@ impl Filesystem for StableFuse {
         let made = self
             .fs
             .symlink(parent.0, link_name.as_bytes(), target, caller(req));
-        reply_entry(made, reply);
+        self.reply_synced(&[parent.0], made, |r| reply_entry(r, reply));
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -543,16 +620,17 @@ impl Filesystem for StableFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let renamed = rename_flags(flags).and_then(|flags| {
-            self.fs.rename(
-                parent.0,
-                name.as_bytes(),
-                newparent.0,
-                newname.as_bytes(),
-                flags,
-            )
+        let (name, newname) = (name.as_bytes(), newname.as_bytes());
+        let renamed = rename_flags(flags).and_then(|flags| match flags & fs::RENAME_WHITEOUT {
+            0 => self.fs.rename(parent.0, name, newparent.0, newname, flags),
+            w => {
+                let flags = flags & !w;
+                let who = caller(req);
+                self.fs
+                    .rename_whiteout(parent.0, name, newparent.0, newname, flags, who)
+            }
         });
-        reply_empty(renamed, reply);
+        self.reply_synced(&[parent.0, newparent.0], renamed, |r| reply_empty(r, reply));
     }
 
     fn link(
@@ -563,7 +641,8 @@ impl Filesystem for StableFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply_entry(self.fs.link(ino.0, newparent.0, newname.as_bytes()), reply);
+        let linked = self.fs.link(ino.0, newparent.0, newname.as_bytes());
+        self.reply_synced(&[newparent.0], linked, |r| reply_entry(r, reply));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -571,9 +650,13 @@ impl Filesystem for StableFuse {
         // No direct_io: the page cache only ever holds verified data. O_DIRECT opens need none
         // either: the kernel sends their reads and writes straight here, past its cache.
         match self.open_file(ino.0, flags.0, caller(req)) {
-            Ok(()) => {
+            Ok(sync) => {
                 self.seeker.opened(ino.0, flags.0);
-                reply.opened(FileHandle(0), FopenFlags::empty())
+                let open = match sync {
+                    true => FopenFlags::FOPEN_DIRECT_IO,
+                    false => FopenFlags::empty(),
+                };
+                reply.opened(FileHandle(0), open)
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -612,13 +695,13 @@ impl Filesystem for StableFuse {
     ) {
         // Inline on purpose: see the module doc.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self
+        let written = self
             .fs
-            .write(ino.0, offset, data, kill.then(|| caller(req)))
-        {
+            .write(ino.0, offset, data, kill.then(|| caller(req)));
+        self.reply_synced(&[ino.0], written, move |r| match r {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn flush(
@@ -798,24 +881,26 @@ impl Filesystem for StableFuse {
         reply: ReplyCreate,
     ) {
         // A new file is empty: O_TRUNC has nothing to do.
-        match self.create_file(
-            parent.0,
-            name.as_bytes(),
-            mode & 0o7777,
-            creator(req, umask),
-        ) {
-            Ok(attr) => {
-                self.seeker.opened(attr.ino, flags);
-                reply.created(
-                    &TTL,
-                    &file_attr(&attr),
-                    Generation(attr.generation),
-                    FileHandle(0),
-                    FopenFlags::empty(),
-                )
+        let who = creator(req, umask);
+        let made = self.create_file(parent.0, name.as_bytes(), mode & 0o7777, who);
+        let mut open = FopenFlags::empty();
+        if let Ok(attr) = &made {
+            self.seeker.opened(attr.ino, flags);
+            // Inherited `S`: see `open`.
+            if self.fs.is_sync(attr.ino) {
+                open = FopenFlags::FOPEN_DIRECT_IO;
             }
-            Err(e) => reply.error(errno(&e)),
         }
+        self.reply_synced(&[parent.0], made, move |made| match made {
+            Ok(attr) => reply.created(
+                &TTL,
+                &file_attr(&attr),
+                Generation(attr.generation),
+                FileHandle(0),
+                open,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        });
     }
 
     fn fallocate(
@@ -838,10 +923,11 @@ impl Filesystem for StableFuse {
         });
     }
 
-    /// Three ioctls, on any file or directory of the mount: `stablefs status`
-    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`) and the online scrub's
+    /// The ioctls, on any file or directory of the mount: `stablefs status`
+    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`), the online scrub's
     /// control channel (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is
-    /// issued on). Anything else is ENOTTY, as a filesystem without ioctls answers, and
+    /// issued on), the inode flags (`chattr`/`lsattr`, see `inode_flags`) and the shutdown
+    /// (`XFS_IOC_GOINGDOWN`, `GOINGDOWN_IOCTL`). Anything else is ENOTTY, as a filesystem without ioctls answers, and
     /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
     /// into a flood).
     fn ioctl(
@@ -857,6 +943,34 @@ impl Filesystem for StableFuse {
     ) {
         use crate::scrub::control::{self, SCRUB_BYTES, SCRUB_IOCTL};
         use crate::status::{STATUS_BYTES, STATUS_IOCTL};
+        if let Some(which) = inode_flags::FlagsIoctl::from_cmd(cmd) {
+            match inode_flags::answer(&self.fs, caller(req), ino.0, which, in_data) {
+                Ok(out) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
+                Err(e) => reply.error(errno(&e)),
+            }
+            return;
+        }
+        if cmd == XFS_IOC_GOINGDOWN || cmd == GOINGDOWN_IOCTL {
+            let how = match cmd {
+                XFS_IOC_GOINGDOWN => Ok(fs::GoingDown::LogFlush),
+                _ => going_down_flag(in_data),
+            };
+            // It waits for a commit under way: not on the request loop.
+            let (fs, uid) = (Arc::clone(&self.fs), req.uid());
+            let notifier = self.notifier_slot().get().cloned();
+            self.workers.run(move || {
+                let done = how.and_then(|how| fs.go_down(how, uid));
+                let cached = match done {
+                    Ok(()) => fs.kernel_inodes(),
+                    Err(_) => Vec::new(),
+                };
+                forget_caches_then(notifier, cached, move || match done {
+                    Ok(()) => reply.ioctl(0, &[]),
+                    Err(e) => reply.error(errno(&e)),
+                });
+            });
+            return;
+        }
         if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
             let answer = match control::decode(in_data) {
                 Ok(request) => self.fs.scrub_request(req.uid(), ino.0, request),
@@ -965,6 +1079,18 @@ mod tests {
     }
 
     #[test]
+    fn going_down_ioctls() {
+        assert_eq!(XFS_IOC_GOINGDOWN, 0x8004_587d);
+        assert_eq!(GOINGDOWN_IOCTL, 0x4004_587d);
+        let flag = |f: u32| going_down_flag(&f.to_le_bytes());
+        assert_eq!(flag(0).unwrap(), fs::GoingDown::Flush);
+        assert_eq!(flag(1).unwrap(), fs::GoingDown::LogFlush);
+        assert_eq!(flag(2).unwrap(), fs::GoingDown::NoLogFlush);
+        assert_eq!(flag(3).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(going_down_flag(&[]).unwrap_err().errno(), libc::EINVAL);
+    }
+
+    #[test]
     fn rename_flags_are_checked() {
         assert_eq!(fs::RENAME_NOREPLACE, libc::RENAME_NOREPLACE);
         assert_eq!(fs::RENAME_EXCHANGE, libc::RENAME_EXCHANGE);
@@ -977,8 +1103,17 @@ mod tests {
             rename_flags(RenameFlags::RENAME_EXCHANGE).unwrap(),
             libc::RENAME_EXCHANGE
         );
+        assert_eq!(fs::RENAME_WHITEOUT, libc::RENAME_WHITEOUT);
+        assert_eq!(
+            rename_flags(RenameFlags::RENAME_WHITEOUT).unwrap(),
+            libc::RENAME_WHITEOUT
+        );
+        assert_eq!(
+            rename_flags(RenameFlags::RENAME_WHITEOUT | RenameFlags::RENAME_NOREPLACE).unwrap(),
+            libc::RENAME_WHITEOUT | libc::RENAME_NOREPLACE
+        );
         for bad in [
-            RenameFlags::RENAME_WHITEOUT,
+            RenameFlags::RENAME_WHITEOUT | RenameFlags::RENAME_EXCHANGE,
             RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE,
             RenameFlags::from_bits_retain(1 << 10),
         ] {

@@ -127,6 +127,20 @@ pub struct Store<E> {
     run_pool: BufPool,
 }
 
+/// How `Store::go_down` stops (the flags of XFS's `XFS_IOC_GOINGDOWN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoingDown {
+    /// `XFS_FSOP_GOING_FLAGS_DEFAULT`: commit everything, then stop.
+    Flush,
+    /// `XFS_FSOP_GOING_FLAGS_LOGFLUSH`: stop after the log. stablefs has no intent log: what
+    /// `fsync` made durable is in a commit already, so this commits nothing new; an fsync's
+    /// commit that is under way finishes first.
+    LogFlush,
+    /// `XFS_FSOP_GOING_FLAGS_NOLOGFLUSH`: stop now; a commit under way is abandoned before
+    /// its superblock.
+    NoLogFlush,
+}
+
 /// A placed batch: its writes, and whether placing stopped early (ENOSPC).
 type Placed = (Vec<extents::WriteJob>, Result<()>);
 
@@ -214,6 +228,38 @@ impl<E: Owner> Store<E> {
         self.failed.load(Ordering::SeqCst)
     }
 
+    /// Stops all writing to the device for good, as XFS's `XFS_IOC_GOINGDOWN` does, `how`
+    /// the caller asks (see [`GoingDown`]). Afterwards every change and every commit fails
+    /// with EIO (`has_failed`), the committer has ended, and no write of this store is in
+    /// flight: nothing more reaches the device. The medium keeps the last commit. Returns the
+    /// outcome of the commit `GoingDown::Flush` asks for (the store goes down either way).
+    pub fn go_down(&self, how: GoingDown) -> Result<()> {
+        let flushed = match how {
+            GoingDown::Flush if !self.read_only => self.commit(),
+            _ => Ok(()),
+        };
+        if how == GoingDown::NoLogFlush {
+            // A commit in progress stops before its superblock (it checks `failed` after its
+            // data is written) and its caller hears EIO.
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        {
+            // Waits for a commit in progress (an fsync's, which LogFlush lets finish), then
+            // for background data writes already on their way to the device.
+            let _one = self.commit_lock.lock();
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        self.wait_data_written();
+        self.dirty_cv.notify_all();
+        self.lock().meta.tree.set_heal(false);
+        self.stop();
+        log::warn!(
+            "shut down ({how:?}): nothing more is written; the device keeps commit {}",
+            self.generation()
+        );
+        flushed
+    }
+
     pub fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::SeqCst)
     }
@@ -229,11 +275,12 @@ impl<E: Owner> Store<E> {
 
     /// Fails unless changes are allowed now.
     pub fn writable(&self) -> Result<()> {
-        if self.read_only || self.shut_down.load(Ordering::SeqCst) {
-            return errno(libc::EROFS);
-        }
+        // Failed (or gone down, see `go_down`) before stopped: EIO, as a shut-down ext4.
         if self.failed.load(Ordering::SeqCst) {
             return errno(libc::EIO);
+        }
+        if self.read_only || self.shut_down.load(Ordering::SeqCst) {
+            return errno(libc::EROFS);
         }
         Ok(())
     }
