@@ -149,6 +149,9 @@ pub struct StableFuse {
     shutdown: Arc<Shutdown>,
     seeker: Seeker,
     dirs: OpenDirs,
+    /// Offer idmapped mounts (`FUSE_ALLOW_IDMAP`): set by `kernel_mount` when fuser's session
+    /// does not check the header's uid (which the kernel then leaves out).
+    allow_idmap: bool,
 }
 
 /// The open directory handles and where each one's listing ends (`Fs::readdir_limit`): set
@@ -214,6 +217,7 @@ impl StableFuse {
             workers,
             shutdown,
             dirs: OpenDirs::default(),
+            allow_idmap: false,
         })
     }
 
@@ -229,8 +233,9 @@ impl StableFuse {
     /// With `FUSE_ATOMIC_O_TRUNC` the kernel leaves `O_TRUNC` to `open` (it has already checked
     /// write permission), instead of sending a `setattr` first.
     /// An O_TRUNC by anyone but root clears set-user-ID and friends.
-    fn open_file(&self, ino: Ino, flags: i32, who: fs::Caller) -> Result<()> {
+    fn open_file(&self, ino: Ino, flags: i32, who: impl FnOnce() -> fs::Caller) -> Result<()> {
         if flags & libc::O_TRUNC != 0 {
+            let who = who();
             let truncate = SetAttr {
                 size: Some(0),
                 who: Some(who),
@@ -399,6 +404,17 @@ impl Filesystem for StableFuse {
                 info!("the kernel does not offer {missing:?}; going without");
             }
         }
+        // Idmapped mounts (Linux 6.12, with default_permissions, which we always use). The
+        // kernel then maps the ids of a chown and of every reply's attributes itself, puts
+        // the creator's ids, mapped back into ours, in the header of a create, mknod, mkdir,
+        // symlink or tmpfile, and in every other header no ids at all (`INVALID_ID`): for
+        // those `caller` asks /proc. Only if nothing here checks header ids either: see
+        // `kernel_mount`.
+        if self.allow_idmap {
+            if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ALLOW_IDMAP) {
+                info!("the kernel does not offer {missing:?}; no idmapped mounts");
+            }
+        }
         Ok(())
     }
 
@@ -447,6 +463,9 @@ impl Filesystem for StableFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        // Only a truncate or a chown asks who the caller is (privileges they drop); anything
+        // else need not look it up (see `caller`).
+        let who = (size.is_some() || uid.is_some() || gid.is_some()).then(|| caller(req));
         let set = SetAttr {
             mode: mode.map(|m| m & 0o7777),
             uid,
@@ -455,10 +474,10 @@ impl Filesystem for StableFuse {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
             ctime: ctime.map(request_timespec),
-            who: Some(caller(req)),
+            who,
             // fuser does not pass FATTR_KILL_SUIDGID; the kernel sets it exactly when the
             // caller lacks CAP_FSETID, which for us means: not root.
-            kill_suidgid: size.is_some() && req.uid() != 0,
+            kill_suidgid: size.is_some() && who.is_some_and(|w| w.uid != 0),
         };
         match self.fs.setattr(ino.0, &set) {
             Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
@@ -570,7 +589,7 @@ impl Filesystem for StableFuse {
         // No keep-cache (yet): the kernel drops its cached pages of a file on every open.
         // No direct_io: the page cache only ever holds verified data. O_DIRECT opens need none
         // either: the kernel sends their reads and writes straight here, past its cache.
-        match self.open_file(ino.0, flags.0, caller(req)) {
+        match self.open_file(ino.0, flags.0, || caller(req)) {
             Ok(()) => {
                 self.seeker.opened(ino.0, flags.0);
                 reply.opened(FileHandle(0), FopenFlags::empty())
@@ -774,7 +793,7 @@ impl Filesystem for StableFuse {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         // As ext4: trusted.* names are listed to privileged callers only.
-        let names = self.fs.listxattr_as(ino.0, req.uid() == 0);
+        let names = self.fs.listxattr_as(ino.0, caller(req).uid == 0);
         reply_xattr(names.and_then(|v| xattr_answer(v, size)), reply);
     }
 
@@ -828,6 +847,11 @@ impl Filesystem for StableFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        if mode & (libc::FALLOC_FL_COLLAPSE_RANGE | libc::FALLOC_FL_INSERT_RANGE) != 0 {
+            // Linux (6.18) refuses both for FUSE before asking us (`fuse_file_fallocate`), so
+            // this is news: `Fs::fallocate` refuses them, and the README's limits need a look.
+            info!("the kernel passed on fallocate mode {mode:#x} (collapse or insert range)");
+        }
         // A punch or zeroing may read the partial blocks at its ends from the device.
         let fs = Arc::clone(&self.fs);
         let who = caller(req);
@@ -859,7 +883,7 @@ impl Filesystem for StableFuse {
         use crate::status::{STATUS_BYTES, STATUS_IOCTL};
         if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
             let answer = match control::decode(in_data) {
-                Ok(request) => self.fs.scrub_request(req.uid(), ino.0, request),
+                Ok(request) => self.fs.scrub_request(caller(req).uid, ino.0, request),
                 Err(e) => control::Reply::error(libc::EINVAL, format!("bad request: {e}")),
             };
             match control::encode(&answer) {
