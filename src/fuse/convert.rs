@@ -11,13 +11,51 @@ pub(super) fn errno(e: &Error) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+/// What a request header carries instead of ids once idmapped mounts are allowed
+/// (`FUSE_ALLOW_IDMAP`), on every request that does not create an inode.
+pub(super) const INVALID_ID: u32 = u32::MAX;
+
+/// Who sent `req`. The header's ids are the caller's filesystem ids (through an idmapped
+/// mount: mapped back into the filesystem's ids) on requests that create an inode. On any
+/// other request, once idmapped mounts are allowed, the kernel sends [`INVALID_ID`]; then the
+/// ids are the calling thread's fsuid and fsgid from `/proc/PID/status` (the thread is
+/// blocked in this request), or [`INVALID_ID`] (nobody in particular, never privileged) if
+/// the process is unknown or gone.
 pub(super) fn caller(req: &Request) -> Caller {
+    let (uid, gid) = match (req.uid(), req.gid()) {
+        (INVALID_ID, _) | (_, INVALID_ID) => process_ids(req.pid()),
+        ids => ids,
+    };
     Caller {
-        uid: req.uid(),
-        gid: req.gid(),
+        uid,
+        gid,
         pid: req.pid(),
         umask: 0,
     }
+}
+
+/// The filesystem uid and gid of thread `pid`, as `/proc` shows them to us.
+fn process_ids(pid: u32) -> (u32, u32) {
+    if pid == 0 {
+        return (INVALID_ID, INVALID_ID);
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| fs_ids(&status))
+        .unwrap_or((INVALID_ID, INVALID_ID))
+}
+
+/// The fsuid and fsgid in a `/proc/PID/status` text: the fourth numbers of its `Uid:` and
+/// `Gid:` lines (real, effective, saved, filesystem).
+pub(super) fn fs_ids(status: &str) -> Option<(u32, u32)> {
+    let fourth = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|ids| ids.split_whitespace().nth(3))
+            .and_then(|id| id.parse::<u32>().ok())
+    };
+    Some((fourth("Uid:")?, fourth("Gid:")?))
 }
 
 /// The caller of a create, mknod or mkdir, with its umask: the kernel leaves applying it to
@@ -126,6 +164,27 @@ pub(super) fn set_time(t: TimeOrNow) -> SetTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filesystem_ids_from_proc_status() {
+        let status = "Name:\tsh\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\n\
+                      Uid:\t1000\t1001\t1002\t1003\nGid:\t2000\t2001\t2002\t2003\n\
+                      Groups:\t4 24\n";
+        assert_eq!(fs_ids(status), Some((1003, 2003)));
+        assert_eq!(fs_ids("Uid:\t0\t0\t0\t0\n"), None);
+        assert_eq!(fs_ids("Uid:\t0\t0\t0\nGid:\t0\t0\t0\t0\n"), None);
+        assert_eq!(fs_ids("Uid:\tx\tx\tx\tx\nGid:\t0\t0\t0\t0\n"), None);
+        assert_eq!(fs_ids(""), None);
+    }
+
+    #[test]
+    fn this_process_is_found_and_an_unknown_one_is_nobody() {
+        // SAFETY: safe because these calls only read the calling thread's credentials.
+        let (uid, gid, tid) = unsafe { (libc::getuid(), libc::getgid(), libc::gettid()) };
+        assert_eq!(process_ids(tid as u32), (uid, gid));
+        assert_eq!(process_ids(0), (INVALID_ID, INVALID_ID));
+        assert_eq!(process_ids(u32::MAX - 1), (INVALID_ID, INVALID_ID));
+    }
 
     fn ts(sec: i64, nsec: u32) -> Timespec {
         Timespec { sec, nsec }

@@ -130,12 +130,19 @@ fn mount_session(
         Ok(()) => {}
         Err(nix::errno::Errno::EPERM) => {
             warn!("not permitted to mount(2); mounting through fusermount instead");
+            // fuser checks the header's uid unless everyone may use the mount.
+            let mut fs = fs;
+            fs.allow_idmap = config.acl == SessionACL::All;
             return Session::new(fs, mountpoint, config);
         }
         Err(e) => return Err(io::Error::other(format!("mount(2): {e}"))),
     }
-    // The kernel has sent INIT; the handshake answers it.
-    Session::from_fd(fs, dev.into(), config.acl, config.clone()).inspect_err(|_| {
+    // The kernel has sent INIT; the handshake answers it. Who may use the mount is the
+    // kernel's check (allow_other or not), so fuser need not repeat it from the request
+    // header's uid: that uid is what the kernel leaves out once we allow idmapped mounts.
+    let mut fs = fs;
+    fs.allow_idmap = true;
+    Session::from_fd(fs, dev.into(), SessionACL::All, config.clone()).inspect_err(|_| {
         if let Err(e) = umount2(mountpoint, MntFlags::MNT_DETACH) {
             warn!("cannot undo the mount on {}: {e}", mountpoint.display());
         }
