@@ -25,10 +25,12 @@
 
 mod convert;
 mod inode_flags;
+mod ioctl;
 mod kernel_mount;
 mod pool;
 mod seek;
 
+pub use ioctl::{GOINGDOWN_IOCTL, SYNC_IOCTL, XFS_IOC_GOINGDOWN};
 pub use kernel_mount::mount;
 
 use crate::error::{Error, Result};
@@ -73,68 +75,6 @@ fn cores() -> usize {
 /// FUSE request loops when `threads=` is not given.
 pub fn default_fuse_threads() -> usize {
     cores().max(2)
-}
-
-/// `stablefs sync`: `_IOR('S', 3, u64)`, a restricted ioctl (read direction, 8 bytes). The
-/// daemon commits everything and answers once the commit is durable, with the generation of
-/// the superblock that is now on the device (little-endian). Any user may ask, as for
-/// `sync(2)`; on a read-only mount it commits nothing and answers at once.
-pub const SYNC_IOCTL: u32 = (2 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 3;
-
-/// XFS's shutdown ioctl, `XFS_IOC_GOINGDOWN` (`_IOR('X', 125, __u32)`; ext4 and f2fs answer
-/// it too; `xfs_io -x -c "shutdown [-f]"` issues it). Root only. Its argument is the flag
-/// (see `GoingDown`), but as a `_IOR` ioctl the FUSE kernel hands the daemon no input bytes,
-/// only room for an answer, so the flag never arrives here: it is taken as
-/// `XFS_FSOP_GOING_FLAGS_LOGFLUSH`, which for stablefs is also what `NOLOGFLUSH` leaves on
-/// the device (no intent log: nothing new is committed either way), and is all `xfs_io`
-/// asks for (`-f`: LOGFLUSH, else NOLOGFLUSH). [`GOINGDOWN_IOCTL`] carries the flag.
-pub const XFS_IOC_GOINGDOWN: u32 = (2 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 125;
-/// The same with the flag as input (`_IOW('X', 125, __u32)`): 0 commit everything and stop
-/// (`DEFAULT`), 1 stop after the log (`LOGFLUSH`), 2 stop now (`NOLOGFLUSH`); else EINVAL.
-pub const GOINGDOWN_IOCTL: u32 = (1 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 125;
-
-/// The `GoingDown` an XFS shutdown flag asks for.
-fn going_down_flag(in_data: &[u8]) -> Result<fs::GoingDown> {
-    let flag = match in_data {
-        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
-        _ => return Err(Error::Errno(libc::EINVAL)),
-    };
-    match flag {
-        0 => Ok(fs::GoingDown::Flush),
-        1 => Ok(fs::GoingDown::LogFlush),
-        2 => Ok(fs::GoingDown::NoLogFlush),
-        _ => Err(Error::Errno(libc::EINVAL)),
-    }
-}
-
-/// Drops the kernel's cached pages and attributes of `inodes` (after a shutdown: so that
-/// reads and stats of open files reach the daemon, and fail, as on a shut-down ext4), then
-/// runs `then`. As in `seek`, the notifications are sent from a thread of their own; if none
-/// can be started, `then` is dropped and fuser answers EIO.
-fn forget_caches_then(
-    notifier: Option<Notifier>,
-    inodes: Vec<Ino>,
-    then: impl FnOnce() + Send + 'static,
-) {
-    let spawned = std::thread::Builder::new()
-        .name("stablefs-inval".into())
-        .spawn(move || {
-            if let Some(notifier) = notifier {
-                for ino in inodes {
-                    // ENOENT: the kernel has forgotten the inode meanwhile.
-                    match notifier.inval_inode(INodeNo(ino), 0, 0) {
-                        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                            debug!("dropping the kernel's cache of inode {ino}: {e}");
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            then();
-        });
-    if let Err(e) = spawned {
-        error!("cannot start a thread: {e}");
-    }
 }
 
 /// Read/fsync workers when `workers=` is not given: reads spend most of their time waiting for
@@ -947,13 +887,7 @@ impl Filesystem for StableFuse {
         });
     }
 
-    /// The ioctls, on any file or directory of the mount: `stablefs status`
-    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`), the online scrub's
-    /// control channel (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is
-    /// issued on), the inode flags (`chattr`/`lsattr`, see `inode_flags`) and the shutdown
-    /// (`XFS_IOC_GOINGDOWN`, `GOINGDOWN_IOCTL`). Anything else is ENOTTY, as a filesystem without ioctls answers, and
-    /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
-    /// into a flood).
+    /// The ioctls: see `ioctl` (the module) for which, and who may use them.
     fn ioctl(
         &self,
         req: &Request,
@@ -965,67 +899,7 @@ impl Filesystem for StableFuse {
         out_size: u32,
         reply: ReplyIoctl,
     ) {
-        use crate::scrub::control::{self, SCRUB_BYTES, SCRUB_IOCTL};
-        use crate::status::{STATUS_BYTES, STATUS_IOCTL};
-        if let Some(which) = inode_flags::FlagsIoctl::from_cmd(cmd) {
-            match inode_flags::answer(&self.fs, caller(req), ino.0, which, in_data) {
-                Ok(out) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
-                Err(e) => reply.error(errno(&e)),
-            }
-            return;
-        }
-        if cmd == XFS_IOC_GOINGDOWN || cmd == GOINGDOWN_IOCTL {
-            let how = match cmd {
-                XFS_IOC_GOINGDOWN => Ok(fs::GoingDown::LogFlush),
-                _ => going_down_flag(in_data),
-            };
-            // It waits for a commit under way: not on the request loop.
-            let (fs, uid) = (Arc::clone(&self.fs), caller(req).uid);
-            let notifier = self.notifier_slot().get().cloned();
-            self.workers.run(move || {
-                let done = how.and_then(|how| fs.go_down(how, uid));
-                let cached = match done {
-                    Ok(()) => fs.kernel_inodes(),
-                    Err(_) => Vec::new(),
-                };
-                forget_caches_then(notifier, cached, move || match done {
-                    Ok(()) => reply.ioctl(0, &[]),
-                    Err(e) => reply.error(errno(&e)),
-                });
-            });
-            return;
-        }
-        if cmd == SCRUB_IOCTL && out_size >= SCRUB_BYTES {
-            let answer = match control::decode(in_data) {
-                Ok(request) => self.fs.scrub_request(caller(req).uid, ino.0, request),
-                Err(e) => control::Reply::error(libc::EINVAL, format!("bad request: {e}")),
-            };
-            match control::encode(&answer) {
-                Some(bytes) => reply.ioctl(0, &bytes),
-                None => reply.error(fuser::Errno::from_i32(libc::EOVERFLOW)),
-            }
-            return;
-        }
-        if cmd == SYNC_IOCTL && out_size >= 8 {
-            // A commit waits for the device: not on the request loop.
-            let fs = Arc::clone(&self.fs);
-            self.workers.run(move || match fs.sync() {
-                Ok(()) => reply.ioctl(0, &fs.generation().to_le_bytes()),
-                Err(e) => reply.error(errno(&e)),
-            });
-            return;
-        }
-        if cmd != STATUS_IOCTL || out_size < STATUS_BYTES {
-            reply.error(fuser::Errno::from_i32(libc::ENOTTY));
-            return;
-        }
-        match serde_json::to_vec(&self.fs.status()) {
-            Ok(mut json) if json.len() < STATUS_BYTES as usize => {
-                json.resize(STATUS_BYTES as usize, 0);
-                reply.ioctl(0, &json);
-            }
-            _ => reply.error(fuser::Errno::from_i32(libc::EOVERFLOW)),
-        }
+        self.answer_ioctl(req, ino.0, cmd, in_data, out_size, reply);
     }
 
     fn lseek(
@@ -1095,24 +969,6 @@ const COPY_MAX: u64 = 1 << 30;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sync_ioctl_number() {
-        // _IOR('S', 3, __u64) as the C macros compute it.
-        assert_eq!(SYNC_IOCTL, 0x8000_0000 | (8 << 16) | 0x5303);
-    }
-
-    #[test]
-    fn going_down_ioctls() {
-        assert_eq!(XFS_IOC_GOINGDOWN, 0x8004_587d);
-        assert_eq!(GOINGDOWN_IOCTL, 0x4004_587d);
-        let flag = |f: u32| going_down_flag(&f.to_le_bytes());
-        assert_eq!(flag(0).unwrap(), fs::GoingDown::Flush);
-        assert_eq!(flag(1).unwrap(), fs::GoingDown::LogFlush);
-        assert_eq!(flag(2).unwrap(), fs::GoingDown::NoLogFlush);
-        assert_eq!(flag(3).unwrap_err().errno(), libc::EINVAL);
-        assert_eq!(going_down_flag(&[]).unwrap_err().errno(), libc::EINVAL);
-    }
 
     #[test]
     fn rename_flags_are_checked() {
