@@ -1,32 +1,16 @@
 //! `fallocate`, `SEEK_DATA`/`SEEK_HOLE` and `copy_file_range` without a mount: `Fs` over a
 //! `MemDevice`, checked against what ext4 does and, at random, against a model of the file.
 
+use super::test_util::{mount, new_dev, remount, ROOT};
 use super::*;
 use crate::device::MemDevice;
 use crate::mkfs::{mkfs, MkfsOptions};
 use proptest::prelude::*;
 
-const ROOT: Caller = Caller::ROOT;
 const BS: u64 = 4096;
 const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
 const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
 const ZERO: i32 = libc::FALLOC_FL_ZERO_RANGE;
-
-fn new_dev(mib: u64) -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(mib << 20, 512));
-    mkfs(dev.clone(), &MkfsOptions::default()).unwrap();
-    dev
-}
-
-fn mount(dev: &Arc<MemDevice>) -> Arc<Fs> {
-    Fs::mount(dev.clone(), MountOptions::default()).unwrap()
-}
-
-fn remount(fs: Arc<Fs>, dev: &Arc<MemDevice>) -> Arc<Fs> {
-    fs.shutdown().unwrap();
-    drop(fs);
-    mount(dev)
-}
 
 fn create(fs: &Fs, name: &str) -> Ino {
     fs.mknod(ROOT_INO, name.as_bytes(), libc::S_IFREG | 0o644, 0, ROOT)

@@ -332,6 +332,8 @@ mod flags_tests;
 #[cfg(test)]
 mod handles_tests;
 #[cfg(test)]
+mod test_util;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod xattr_tests;

@@ -1,26 +1,9 @@
 //! The POSIX layer without a mount: `Fs` over a `MemDevice`.
 
+use super::test_util::{mount, new_dev, remount, ROOT};
 use super::*;
 use crate::device::MemDevice;
 use crate::mkfs::{mkfs, MkfsOptions};
-
-const ROOT: Caller = Caller::ROOT;
-
-fn new_dev(mib: u64) -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(mib << 20, 512));
-    mkfs(dev.clone(), &MkfsOptions::default()).unwrap();
-    dev
-}
-
-fn mount(dev: &Arc<MemDevice>) -> Arc<Fs> {
-    Fs::mount(dev.clone(), MountOptions::default()).unwrap()
-}
-
-fn remount(fs: Arc<Fs>, dev: &Arc<MemDevice>) -> Arc<Fs> {
-    fs.shutdown().unwrap();
-    drop(fs);
-    mount(dev)
-}
 
 fn create(fs: &Fs, parent: Ino, name: &str) -> Ino {
     let a = fs

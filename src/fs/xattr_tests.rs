@@ -1,33 +1,15 @@
 //! Extended attributes without a mount: sizes up to 64 KiB, flags, many per inode, the
 //! parts of external values never outliving their xattr, ENOSPC, and a random model check.
 
+use super::test_util::{mount, new_dev, remount, ROOT};
 use super::*;
 use crate::device::MemDevice;
 use crate::format::{
     max_item_value, Key, FEATURE_INCOMPAT_XATTR_VALUES, KIND_XATTR_VALUE, XATTR_SIZE_MAX,
 };
 use crate::fsck::{fsck, FsckOptions, Status};
-use crate::mkfs::{mkfs, MkfsOptions};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-
-const ROOT: Caller = Caller::ROOT;
-
-fn new_dev(mib: u64) -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(mib << 20, 512));
-    mkfs(dev.clone(), &MkfsOptions::default()).unwrap();
-    dev
-}
-
-fn mount(dev: &Arc<MemDevice>) -> Arc<Fs> {
-    Fs::mount(dev.clone(), MountOptions::default()).unwrap()
-}
-
-fn remount(fs: Arc<Fs>, dev: &Arc<MemDevice>) -> Arc<Fs> {
-    fs.shutdown().unwrap();
-    drop(fs);
-    mount(dev)
-}
 
 fn create(fs: &Fs, name: &str) -> Ino {
     fs.mknod(ROOT_INO, name.as_bytes(), libc::S_IFREG | 0o644, 0, ROOT)
