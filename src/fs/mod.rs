@@ -5,6 +5,7 @@
 //!
 //! Names are raw bytes (`&[u8]`): Linux names are not UTF-8.
 
+mod clock;
 mod fileops;
 pub mod namespace;
 mod ops;

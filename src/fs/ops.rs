@@ -15,7 +15,7 @@ type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 const LINK_MAX: u32 = 65000;
 
 fn now() -> Timespec {
-    Timespec::now()
+    super::clock::now()
 }
 
 impl Fs {
