@@ -12,8 +12,10 @@ mod ops;
 mod scrub;
 mod state;
 mod types;
+mod vfs;
 
 pub use types::*;
+pub use vfs::{ms, Atime, Behaviour, VfsState};
 
 use crate::device::BlockDevice;
 use crate::error::{errno, Error, Result};
@@ -37,6 +39,8 @@ pub struct MountOptions {
     /// writes back, so the commit that follows a burst of changes is what makes them durable
     /// soon after a `sync` returns. 0: only the interval (and fsync, `stablefs sync`) commit.
     pub idle_commit_ms: u64,
+    /// What the generic mount options ask (atime, `sync`, ...); a remount changes it.
+    pub behaviour: Behaviour,
 }
 
 /// The default of `MountOptions::idle_commit_ms`: long enough that a steady stream of
@@ -50,6 +54,7 @@ impl Default for MountOptions {
             read_only: false,
             commit_interval_secs: 5,
             idle_commit_ms: IDLE_COMMIT_MS,
+            behaviour: Behaviour::default(),
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct Fs {
     mounted_at: std::time::Instant,
     /// The online scrub (`crate::scrub::online`).
     scrub: Arc<crate::scrub::online::Scrubber>,
+    /// The generic mount options in force (see `vfs`).
+    vfs: VfsState,
 }
 
 impl Fs {
@@ -119,6 +126,7 @@ impl Fs {
             tree_stats,
             mounted_at: std::time::Instant::now(),
             scrub: scrubber,
+            vfs: VfsState::new(opts.behaviour),
         });
         if !read_only {
             if !orphans.is_empty() {
@@ -174,8 +182,9 @@ impl Fs {
         self.bs
     }
 
+    /// Mounted read-only, or remounted so.
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.read_only || self.store.is_frozen()
     }
 
     pub fn counters(&self) -> Counters {
@@ -210,7 +219,7 @@ impl Fs {
         crate::status::Status {
             uuid,
             generation,
-            read_only: self.read_only,
+            read_only: self.is_read_only(),
             failed: self.store.has_failed(),
             block_size: self.bs,
             blocks_total: total,
@@ -233,11 +242,6 @@ impl Fs {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.store.lock()
-    }
-
-    /// Starts a change (see `Store::begin_change`: fails unless changes are allowed now).
-    fn begin_change(&self) -> Result<ChangeGuard<'_, Refs>> {
-        self.store.begin_change()
     }
 
     /// Commits everything now and waits until it is durable (see `txn` for the order).

@@ -48,7 +48,8 @@ impl Fs {
             return;
         }
         st.ext.live.remove(&ino);
-        if self.read_only || self.store.is_shut_down() {
+        // Not while read-only (also by a remount): the orphan is deleted at the next mount.
+        if self.store.writable().is_err() {
             return;
         }
         if let Ok(i) = st.inode(ino) {
@@ -163,7 +164,7 @@ impl Fs {
         fill: &dyn Fn(&mut State, Ino, &mut InodeItem) -> Result<()>,
     ) -> Result<Attr> {
         check_name(name)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let kind = FileKind::from_mode(mode).ok_or(Error::Errno(libc::EINVAL))?;
         let mut st = self.lock();
         self.store.reserve(&st, 0, Reserve::Names)?;
@@ -271,7 +272,7 @@ impl Fs {
 
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
         check_name(newname)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         self.store.reserve(&st, 0, Reserve::Names)?;
         let mut i = st.inode(ino)?;
@@ -299,7 +300,7 @@ impl Fs {
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         let mut dir = st.dir_inode(parent)?;
         let Some(link) = st.dir_lookup(parent, name)? else {
@@ -327,7 +328,7 @@ impl Fs {
             return errno(libc::ENOTEMPTY);
         }
         check_name(name)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         let mut dir = st.dir_inode(parent)?;
         let Some(link) = st.dir_lookup(parent, name)? else {
@@ -366,7 +367,7 @@ impl Fs {
         {
             return errno(libc::EINVAL);
         }
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         st.dir_inode(parent)?;
         st.dir_inode(newparent)?;
@@ -505,6 +506,8 @@ impl Fs {
                 name: l.name,
             });
         }
+        // Every getdents(2) reaches us (no directory caching): an access, as on ext4.
+        self.touch_atime(&mut st, dir, d)?;
         Ok(out)
     }
 
@@ -561,20 +564,6 @@ impl Fs {
         }
         self.store.release_runs(disk);
         Ok(out)
-    }
-
-    /// `relatime`, as ext4 mounts by default: a read updates atime when it is not newer than
-    /// mtime or ctime, or is a day old.
-    fn touch_atime(&self, st: &mut State, ino: Ino, mut i: InodeItem) -> Result<()> {
-        if self.store.writable().is_err() {
-            return Ok(());
-        }
-        let t = now();
-        if i.atime <= i.mtime || i.atime <= i.ctime || t.sec - i.atime.sec >= 24 * 3600 {
-            i.atime = t;
-            st.put_inode(ino, &i)?;
-        }
-        Ok(())
     }
 
     /// Writes `data` at `offset` into private bounce buffers; returns the byte count.
