@@ -80,6 +80,13 @@ pub fn default_fuse_threads() -> usize {
 /// `sync(2)`; on a read-only mount it commits nothing and answers at once.
 pub const SYNC_IOCTL: u32 = (2 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 3;
 
+/// `stablefs remount` (and `mount -o remount`, through the helper): `_IOWR('S', 4, u64)`, a
+/// restricted ioctl. In: the mount's `MS_*` flags after the kernel's remount (little-endian);
+/// the daemon takes them on (`Fs::remount`: to read-only it commits everything first). Out: the
+/// generation of the last commit. Root only (`EPERM`); `EROFS` if the filesystem cannot become
+/// read-write (it was mounted read-only).
+pub const REMOUNT_IOCTL: u32 = (3 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 4;
+
 /// Read/fsync workers when `workers=` is not given: reads spend most of their time waiting for
 /// the device, so twice the cores keeps the CPUs busy verifying while others wait.
 pub fn default_workers() -> usize {
@@ -737,8 +744,9 @@ impl Filesystem for StableFuse {
             .run(move || reply_empty(fs.fallocate(ino.0, offset, length, mode), reply));
     }
 
-    /// Three ioctls, on any file or directory of the mount: `stablefs status`
-    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`) and the online scrub's
+    /// Four ioctls, on any file or directory of the mount: `stablefs status`
+    /// (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`), `stablefs remount`
+    /// (`REMOUNT_IOCTL`) and the online scrub's
     /// control channel (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is
     /// issued on). Anything else is ENOTTY, as a filesystem without ioctls answers, and
     /// quietly (fuser's default logs a warning per call, which programs probing ioctls turn
@@ -773,6 +781,25 @@ impl Filesystem for StableFuse {
             self.workers.run(move || match fs.sync() {
                 Ok(()) => reply.ioctl(0, &fs.generation().to_le_bytes()),
                 Err(e) => reply.error(errno(&e)),
+            });
+            return;
+        }
+        if cmd == REMOUNT_IOCTL && out_size >= 8 {
+            let Ok(flags) = <[u8; 8]>::try_from(in_data).map(u64::from_le_bytes) else {
+                reply.error(fuser::Errno::from_i32(libc::EINVAL));
+                return;
+            };
+            if req.uid() != 0 {
+                reply.error(fuser::Errno::from_i32(libc::EPERM));
+                return;
+            }
+            let fs = Arc::clone(&self.fs);
+            self.workers.run(move || {
+                let read_only = flags & fs::ms(libc::MS_RDONLY) != 0;
+                match fs.remount(read_only, fs::Behaviour::from_ms_flags(flags)) {
+                    Ok(()) => reply.ioctl(0, &fs.generation().to_le_bytes()),
+                    Err(e) => reply.error(errno(&e)),
+                }
             });
             return;
         }
@@ -848,6 +875,12 @@ mod tests {
     fn sync_ioctl_number() {
         // _IOR('S', 3, __u64) as the C macros compute it.
         assert_eq!(SYNC_IOCTL, 0x8000_0000 | (8 << 16) | 0x5303);
+    }
+
+    #[test]
+    fn remount_ioctl_number() {
+        // _IOWR('S', 4, __u64) as the C macros compute it.
+        assert_eq!(REMOUNT_IOCTL, 0xc000_0000 | (8 << 16) | 0x5304);
     }
 
     #[test]
