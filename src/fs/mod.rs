@@ -156,7 +156,9 @@ impl Fs {
         if !self.store.stop() {
             return Ok(());
         }
-        if self.read_only {
+        // Remounted read-only: committed then, and nothing is written after (orphans are
+        // deleted by the next read-write mount).
+        if self.read_only || self.store.is_frozen() {
             return Ok(());
         }
         {
