@@ -17,7 +17,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 bin="" prefix=/usr/local sbindir=/sbin destdir="" uninstall=0
-helpers=(mount.stablefs mkfs.stablefs fsck.stablefs)
+# mount.fuse.stablefs: what mount(8) calls for a remount (mountinfo says fuse.stablefs).
+helpers=(mount.stablefs mount.fuse.stablefs mkfs.stablefs fsck.stablefs)
 
 usage() { sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -53,7 +54,8 @@ fi
 install -D -m 0755 "$bin" "$destdir$target_bin"
 install -d "$destdir$sbindir"
 for h in "${helpers[@]}"; do
-  sed "s|^STABLEFS_INSTALLED_BIN=\"\"|STABLEFS_INSTALLED_BIN=\"$target_bin\"|" "$here/$h" > "$destdir$sbindir/$h.tmp"
+  src=$h; [ "$h" = mount.fuse.stablefs ] && src=mount.stablefs
+  sed "s|^STABLEFS_INSTALLED_BIN=\"\"|STABLEFS_INSTALLED_BIN=\"$target_bin\"|" "$here/$src" > "$destdir$sbindir/$h.tmp"
   chmod 0755 "$destdir$sbindir/$h.tmp"
   mv -f "$destdir$sbindir/$h.tmp" "$destdir$sbindir/$h"
 done

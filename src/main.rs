@@ -52,6 +52,20 @@ enum Command {
     /// (sync(1) cannot: the kernel sends a FUSE daemon no request for it). Exit status:
     /// 0 committed, 1 not a stablefs mount or the commit failed
     Sync(SyncArgs),
+    /// Change the generic options of a mounted stablefs (ro, rw, noatime, strictatime,
+    /// nodiratime, sync, dirsync, nosuid, ...), as `mount -o remount,OPTIONS MOUNTPOINT`
+    /// does (mount(8) calls this through its helper): to ro, everything is committed first
+    Remount(RemountArgs),
+}
+
+#[derive(Args)]
+struct RemountArgs {
+    /// Comma-separated options, repeatable; those not given stay as they are
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// The mountpoint
+    #[arg(value_name = "MOUNTPOINT")]
+    mountpoint: PathBuf,
 }
 
 #[derive(Args)]
@@ -165,7 +179,9 @@ struct MountArgs {
     /// Comma-separated mount options, repeatable: ro, rw, allow_other, default_permissions
     /// (always on), commit=SECONDS, idle_commit=MS (commit once changes have paused this
     /// long; 0: off), threads=N (FUSE threads), workers=N (read/fsync workers),
-    /// and the generic ones mount(8) passes (nodev, nosuid, noexec, noatime, ...)
+    /// and the generic ones mount(8) passes: nosuid, nodev, noexec (root's mounts are suid,
+    /// dev, exec unless told), relatime (the default), strictatime, noatime, nodiratime,
+    /// lazytime, sync, dirsync
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
     /// Append the daemon's logs to FILE instead of writing them to stderr
@@ -234,6 +250,7 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Fsck(args) => Ok(cli::fsck::run(&args.path, args.repair, args.json)),
         Command::Status(args) => Ok(cli::status::run(&args.path, args.json)),
         Command::Sync(args) => Ok(cli::sync::run(&args.paths)),
+        Command::Remount(args) => cli::remount::run(&args.options, &args.mountpoint).map(|()| 0),
         Command::Scrub(args) => {
             init_logging(None);
             // One argument: a path. Two: a command word, then a path (see cli::scrub).

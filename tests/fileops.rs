@@ -328,10 +328,14 @@ fn special_files() {
     assert!(m.file_type().is_char_device());
     assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 3));
     assert!(fs::metadata(&blk).unwrap().file_type().is_block_device());
-    // Mounted nodev by default (as FUSE mounts are): the node cannot be opened ...
+    // Root's mount is dev by default, as a kernel filesystem's (issue 10): the node is
+    // /dev/null; with -o nodev it cannot be opened.
+    OpenOptions::new().write(true).open(&null).unwrap();
+    t.unmount();
+    t.mount_opts = "nodev".into();
+    t.mount();
     let refused = OpenOptions::new().write(true).open(&null);
     assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::EACCES));
-    // ... and with -o dev it is /dev/null.
     t.unmount();
     t.mount_opts = "dev".into();
     t.mount();

@@ -188,7 +188,12 @@ fn install_sh_stages_the_binary_and_the_helpers() {
         .arg(&bin));
     let installed = dest.path().join("usr/local/sbin/stablefs");
     assert_eq!(read_file(&installed), read_file(&bin));
-    for h in ["mount.stablefs", "mkfs.stablefs", "fsck.stablefs"] {
+    for h in [
+        "mount.stablefs",
+        "mount.fuse.stablefs",
+        "mkfs.stablefs",
+        "fsck.stablefs",
+    ] {
         let text = String::from_utf8(read_file(&dest.path().join("sbin").join(h))).unwrap();
         assert!(
             text.contains("STABLEFS_INSTALLED_BIN=\"/usr/local/sbin/stablefs\""),

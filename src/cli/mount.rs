@@ -21,6 +21,7 @@
 //! filesystem, and the process exits 0 (1 if that last commit failed).
 
 use super::mkfs;
+use super::mountinfo;
 use super::options::{parse_mount_options, MountOpts};
 use fuser::{BackgroundSession, Session};
 use log::{error, info, warn};
@@ -145,6 +146,7 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
     let dev = open_device(device, opts.read_only)?;
     let mut fs_opts = MountOptions {
         read_only: opts.read_only,
+        behaviour: opts.behaviour(),
         ..MountOptions::default()
     };
     if let Some(secs) = opts.commit_secs {
@@ -185,6 +187,10 @@ fn start(plan: &Plan) -> Result<Mounted, String> {
                 "the new mount on {} does not answer: {e}",
                 mountpoint.display()
             )
+        })
+        .and_then(|m| {
+            spawn_mount_watcher(mountpoint.clone(), m.dev(), Arc::clone(&fs))
+                .map_err(|e| format!("cannot start the mount watcher: {e}"))
         })
         .and_then(|_| {
             spawn_signal_thread(mountpoint.clone())
@@ -307,6 +313,54 @@ fn spawn_signal_thread(mountpoint: PathBuf) -> io::Result<()> {
                     error!("waiting for signals failed ({e}); signals will not unmount");
                     return;
                 }
+            }
+        })?;
+    Ok(())
+}
+
+/// Follows remounts of the mount that the daemon did not hear of through the remount ioctl
+/// (`mount -i -o remount,ro`, or a program calling `mount(2)`): the kernel then refuses
+/// changes by itself, but the daemon must still commit what it has and stop writing (atime),
+/// or take changes again. It waits for the kernel's word that the mount table changed (poll
+/// on /proc/self/mountinfo, no busy loop) and applies every change of the mount's flags to
+/// the filesystem; after a `stablefs remount` it finds them applied already.
+fn spawn_mount_watcher(mountpoint: PathBuf, st_dev: u64, fs: Arc<Fs>) -> io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::{Seek, SeekFrom};
+    use std::os::fd::AsFd;
+    let dev = format!("{}:{}", libc::major(st_dev), libc::minor(st_dev));
+    let ours = move |text: &str| mountinfo::find(text, &mountpoint).filter(|m| m.dev == dev);
+    let mut file = File::open("/proc/self/mountinfo")?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let mut last = ours(&text).map(|m| m.ms_flags);
+    thread::Builder::new()
+        .name("stablefs-remounts".into())
+        .spawn(move || loop {
+            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    error!("watching the mount table failed ({e}); remounts without the remount ioctl go unnoticed");
+                    return;
+                }
+            }
+            text.clear();
+            if file.seek(SeekFrom::Start(0)).is_err() || file.read_to_string(&mut text).is_err() {
+                continue;
+            }
+            let Some(now) = ours(&text) else { continue };
+            if last == Some(now.ms_flags) {
+                continue;
+            }
+            last = Some(now.ms_flags);
+            let behaviour = stablefs::fs::Behaviour::from_ms_flags(now.ms_flags);
+            match fs.remount(now.read_only(), behaviour) {
+                Ok(()) => info!(
+                    "remounted {}",
+                    if now.read_only() { "read-only" } else { "read-write" }
+                ),
+                Err(e) => warn!("cannot follow the remount: {e}"),
             }
         })?;
     Ok(())

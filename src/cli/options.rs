@@ -1,6 +1,7 @@
 //! `stablefs mount -o`: the comma-separated options, as a user or `mount(8)` gives them.
 
 use fuser::MountOption;
+use stablefs::fs::{ms, Behaviour};
 
 /// Most request loops we allow: fuser gives each one a 16 MiB request buffer.
 const MAX_FUSE_THREADS: usize = 64;
@@ -21,39 +22,98 @@ pub struct MountOpts {
     pub fuse_threads: Option<usize>,
     /// `workers=N`: read/fsync worker threads.
     pub workers: Option<usize>,
-    dev: Option<bool>,
-    suid: Option<bool>,
-    exec: Option<bool>,
-    atime: Option<bool>,
+    /// The generic flags (`MS_*` of `mount(2)`, without `MS_RDONLY`), set and cleared in
+    /// order as `mount(8)` does: `nosuid`, `nodev`, `noexec`, the atime ones, `lazytime`,
+    /// `sync`, `dirsync`.
+    pub ms_flags: u64,
 }
 
+/// The generic options: each sets (`true`) or clears its `MS_*` flag.
+const GENERIC: &[(&str, libc::c_ulong, bool)] = &[
+    ("suid", libc::MS_NOSUID, false),
+    ("nosuid", libc::MS_NOSUID, true),
+    ("dev", libc::MS_NODEV, false),
+    ("nodev", libc::MS_NODEV, true),
+    ("exec", libc::MS_NOEXEC, false),
+    ("noexec", libc::MS_NOEXEC, true),
+    ("atime", libc::MS_NOATIME, false),
+    ("noatime", libc::MS_NOATIME, true),
+    ("diratime", libc::MS_NODIRATIME, false),
+    ("nodiratime", libc::MS_NODIRATIME, true),
+    ("relatime", libc::MS_RELATIME, true),
+    ("norelatime", libc::MS_RELATIME, false),
+    ("strictatime", libc::MS_STRICTATIME, true),
+    ("nostrictatime", libc::MS_STRICTATIME, false),
+    ("lazytime", libc::MS_LAZYTIME, true),
+    ("nolazytime", libc::MS_LAZYTIME, false),
+    ("sync", libc::MS_SYNCHRONOUS, true),
+    ("async", libc::MS_SYNCHRONOUS, false),
+    ("dirsync", libc::MS_DIRSYNC, true),
+];
+
+/// The `MS_*` flags that the options of [`GENERIC`] govern.
+pub const GENERIC_MASK: u64 = ms(libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME
+    | libc::MS_STRICTATIME
+    | libc::MS_LAZYTIME
+    | libc::MS_SYNCHRONOUS
+    | libc::MS_DIRSYNC);
+
 impl MountOpts {
-    /// The generic VFS flags that were given, for the kernel mount.
+    /// The generic flags, for the kernel mount: only those that are set (a mount by root is
+    /// `suid`, `dev`, `exec` unless told otherwise, as a kernel filesystem; one through
+    /// `fusermount3` by another user is always `nosuid,nodev`, fusermount3 sees to it).
     pub fn vfs_flags(&self) -> Vec<MountOption> {
         use MountOption::*;
-        let pick = |set: Option<bool>, on: MountOption, off: MountOption| {
-            set.map(|yes| if yes { on } else { off })
-        };
+        let custom = |name: &str| CUSTOM(name.to_string());
         [
-            pick(self.dev, Dev, NoDev),
-            pick(self.suid, Suid, NoSuid),
-            pick(self.exec, Exec, NoExec),
-            pick(self.atime, Atime, NoAtime),
+            (libc::MS_NOSUID, NoSuid),
+            (libc::MS_NODEV, NoDev),
+            (libc::MS_NOEXEC, NoExec),
+            (libc::MS_NOATIME, NoAtime),
+            (libc::MS_NODIRATIME, custom("nodiratime")),
+            (libc::MS_RELATIME, custom("relatime")),
+            (libc::MS_STRICTATIME, custom("strictatime")),
+            (libc::MS_LAZYTIME, custom("lazytime")),
+            (libc::MS_SYNCHRONOUS, Sync),
+            (libc::MS_DIRSYNC, DirSync),
         ]
         .into_iter()
-        .flatten()
+        .filter(|(flag, _)| self.ms_flags & ms(*flag) != 0)
+        .map(|(_, option)| option)
         .collect()
+    }
+
+    /// What the filesystem itself must do about the generic options.
+    pub fn behaviour(&self) -> Behaviour {
+        Behaviour::from_ms_flags(self.ms_flags)
     }
 }
 
 /// Parses every `-o` argument in order. An unknown option is an error naming it.
 pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
-    let mut o = MountOpts::default();
+    parse_over(MountOpts::default(), args)
+}
+
+/// Applies the `-o` arguments, in order, over `o`.
+pub fn parse_over(mut o: MountOpts, args: &[String]) -> Result<MountOpts, String> {
     for option in args.iter().flat_map(|a| a.split(',')) {
         let (key, value) = match option.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (option, None),
         };
+        if let (Some((_, flag, set)), None) = (GENERIC.iter().find(|g| g.0 == key), value) {
+            if *set {
+                o.ms_flags |= ms(*flag);
+            } else {
+                o.ms_flags &= !(ms(*flag));
+            }
+            continue;
+        }
         match (key, value) {
             ("", None) => {} // "ro,,rw" or a trailing comma
             ("ro", None) => o.read_only = true,
@@ -72,13 +132,12 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("commit" | "idle_commit" | "threads" | "workers", None) => {
                 return Err(format!("mount option '{key}' needs a value ({key}=N)"));
             }
-            ("dev" | "nodev", None) => o.dev = Some(key == "dev"),
-            ("suid" | "nosuid", None) => o.suid = Some(key == "suid"),
-            ("exec" | "noexec", None) => o.exec = Some(key == "exec"),
-            ("atime" | "noatime", None) => o.atime = Some(key == "atime"),
-            // What mount(8) and fstab pass along: accepted, nothing to do. relatime is the
-            // kernel's default; x-* and comment= are fstab notes for userspace.
-            ("relatime" | "defaults" | "_netdev" | "nofail" | "auto" | "noauto", None) => {}
+            ("remount", None) => {
+                return Err("'remount' is for a mounted filesystem: mount -o remount,... DIR, or stablefs remount -o ... DIR".into());
+            }
+            // What mount(8) and fstab pass along: accepted, nothing to do. x-* and comment=
+            // are fstab notes for userspace.
+            ("defaults" | "_netdev" | "nofail" | "auto" | "noauto", None) => {}
             ("user" | "nouser", None) => {}
             ("comment", Some(_)) => {}
             (k, _) if k.starts_with("x-") => {}
@@ -152,14 +211,55 @@ mod tests {
         assert_eq!(
             o.vfs_flags(),
             vec![
-                MountOption::NoDev,
                 MountOption::NoSuid,
+                MountOption::NoDev,
                 MountOption::NoExec,
-                MountOption::NoAtime
+                MountOption::NoAtime,
+                MountOption::CUSTOM("relatime".into()),
             ]
         );
+        // Later options override earlier ones; what is cleared is not passed at all (root's
+        // mounts are then suid, dev, exec as a kernel filesystem's).
         let o = parse(&["noexec", "exec,nodev,,"]).unwrap();
-        assert_eq!(o.vfs_flags(), vec![MountOption::NoDev, MountOption::Exec]);
+        assert_eq!(o.vfs_flags(), vec![MountOption::NoDev]);
+        assert!(parse(&["suid,dev,exec"]).unwrap().vfs_flags().is_empty());
+    }
+
+    #[test]
+    fn atime_sync_and_lazytime_options() {
+        let custom = |n: &str| MountOption::CUSTOM(n.into());
+        let o = parse(&["strictatime,nodiratime,lazytime,sync,dirsync"]).unwrap();
+        assert_eq!(
+            o.vfs_flags(),
+            vec![
+                custom("nodiratime"),
+                custom("strictatime"),
+                custom("lazytime"),
+                MountOption::Sync,
+                MountOption::DirSync,
+            ]
+        );
+        let b = o.behaviour();
+        assert_eq!(b.atime, stablefs::fs::Atime::Strict);
+        assert!(b.nodiratime && b.sync && b.dirsync);
+        // The default is relatime; noatime, and strictatime over it, as the kernel reads them.
+        assert_eq!(parse(&[]).unwrap().behaviour(), Behaviour::default());
+        assert_eq!(
+            parse(&["noatime"]).unwrap().behaviour().atime,
+            stablefs::fs::Atime::Never
+        );
+        assert_eq!(
+            parse(&["noatime,strictatime"]).unwrap().behaviour().atime,
+            stablefs::fs::Atime::Strict
+        );
+        assert_eq!(
+            parse(&["strictatime,nostrictatime"]).unwrap().behaviour(),
+            Behaviour::default()
+        );
+        let o = parse(&["sync,async,diratime,nolazytime"]).unwrap();
+        assert!(o.vfs_flags().is_empty());
+        assert_eq!(o.behaviour(), Behaviour::default());
+        assert!(parse(&["remount,ro"]).unwrap_err().contains("remount"));
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl Fs {
             let stored = (!equivalent).then(|| acl.encode());
             super::xattr::put(&mut st, ino, name, stored.as_deref())?;
         }
-        i.ctime = Timespec::now();
+        i.ctime = super::clock::now();
         st.put_inode(ino, &i)?;
         // The mode changed behind the kernel's back (its setxattr reply has no attributes).
         self.attrs_changed(ino);

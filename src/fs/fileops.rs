@@ -77,7 +77,7 @@ impl Fs {
         self.store.reserve(&st, n, Reserve::Data)?;
         st.add_unwritten(ino, &holes)?;
         i.blocks += n;
-        let t = Timespec::now();
+        let t = super::clock::now();
         if !keep_size && end > i.size {
             i.size = end;
             i.mtime = t;
@@ -101,7 +101,7 @@ impl Fs {
             i.blocks = i.blocks.saturating_sub(gone);
             self.store.recycle_blocks(bufs);
         }
-        let t = Timespec::now();
+        let t = super::clock::now();
         i.mtime = t;
         i.ctime = t;
         st.put_inode(ino, &i)
@@ -242,7 +242,7 @@ impl Fs {
         // Trailing zeros that were skipped still make the file longer.
         let mut st = self.lock();
         let mut i = st.inode(ino_out)?;
-        let t = Timespec::now();
+        let t = super::clock::now();
         i.size = i.size.max(off_out + copied);
         i.mtime = t;
         i.ctime = t;

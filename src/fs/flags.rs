@@ -138,7 +138,7 @@ impl Fs {
         let mut st = self.lock();
         let mut i = st.inode(ino)?;
         i.flags = check_set_flags(i.kind(), i.flags, flags, i.uid, who.uid)?;
-        i.ctime = Timespec::now();
+        i.ctime = super::clock::now();
         st.put_inode(ino, &i)
     }
 

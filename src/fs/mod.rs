@@ -6,6 +6,7 @@
 //! Names are raw bytes (`&[u8]`): Linux names are not UTF-8.
 
 pub mod acl;
+mod clock;
 mod fileops;
 pub mod flags;
 pub mod namespace;
@@ -13,9 +14,11 @@ mod ops;
 mod scrub;
 mod state;
 mod types;
+mod vfs;
 mod xattr;
 
 pub use types::*;
+pub use vfs::{ms, Atime, Behaviour, VfsState};
 
 use crate::device::BlockDevice;
 use crate::error::{errno, Error, Result};
@@ -40,6 +43,8 @@ pub struct MountOptions {
     /// writes back, so the commit that follows a burst of changes is what makes them durable
     /// soon after a `sync` returns. 0: only the interval (and fsync, `stablefs sync`) commit.
     pub idle_commit_ms: u64,
+    /// What the generic mount options ask (atime, `sync`, ...); a remount changes it.
+    pub behaviour: Behaviour,
 }
 
 /// The default of `MountOptions::idle_commit_ms`: long enough that a steady stream of
@@ -53,6 +58,7 @@ impl Default for MountOptions {
             read_only: false,
             commit_interval_secs: 5,
             idle_commit_ms: IDLE_COMMIT_MS,
+            behaviour: Behaviour::default(),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct Fs {
     /// Told of every inode whose attributes the filesystem changed on its own, beyond what
     /// the reply to the request in hand shows (see [`Fs::set_attr_listener`]).
     attr_listener: std::sync::OnceLock<AttrListener>,
+    /// The generic mount options in force (see `vfs`).
+    vfs: VfsState,
 }
 
 /// See [`Fs::set_attr_listener`].
@@ -131,6 +139,7 @@ impl Fs {
             mounted_at: std::time::Instant::now(),
             scrub: scrubber,
             attr_listener: std::sync::OnceLock::new(),
+            vfs: VfsState::new(opts.behaviour),
         });
         if !read_only {
             if !orphans.is_empty() {
@@ -160,7 +169,9 @@ impl Fs {
         if !self.store.stop() {
             return Ok(());
         }
-        if self.read_only {
+        // Remounted read-only: committed then, and nothing is written after (orphans are
+        // deleted by the next read-write mount).
+        if self.read_only || self.store.is_frozen() {
             return Ok(());
         }
         {
@@ -229,8 +240,9 @@ impl Fs {
         self.bs
     }
 
+    /// Mounted read-only, or remounted so.
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.read_only || self.store.is_frozen()
     }
 
     pub fn counters(&self) -> Counters {
@@ -265,7 +277,7 @@ impl Fs {
         crate::status::Status {
             uuid,
             generation,
-            read_only: self.read_only,
+            read_only: self.is_read_only(),
             failed: self.store.has_failed(),
             block_size: self.bs,
             blocks_total: total,
@@ -288,11 +300,6 @@ impl Fs {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.store.lock()
-    }
-
-    /// Starts a change (see `Store::begin_change`: fails unless changes are allowed now).
-    fn begin_change(&self) -> Result<ChangeGuard<'_, Refs>> {
-        self.store.begin_change()
     }
 
     /// Commits everything now and waits until it is durable (see `txn` for the order).

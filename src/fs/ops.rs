@@ -9,7 +9,7 @@ use crate::format::{max_item_value, InodeItem, FIRST_COOKIE, KIND_SYMLINK};
 const LINK_MAX: u32 = 65000;
 
 fn now() -> Timespec {
-    Timespec::now()
+    super::clock::now()
 }
 
 /// The generation of a new inode: a random nonzero 32-bit number.
@@ -114,7 +114,8 @@ impl Fs {
             return;
         }
         st.ext.live.remove(&ino);
-        if self.read_only || self.store.is_shut_down() {
+        // Not while read-only (also by a remount): the orphan is deleted at the next mount.
+        if self.store.writable().is_err() {
             return;
         }
         if let Ok(i) = st.inode(ino) {
@@ -230,7 +231,7 @@ impl Fs {
         fill: &dyn Fn(&mut State, Ino, &mut InodeItem) -> Result<()>,
     ) -> Result<Attr> {
         check_name(name)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let kind = FileKind::from_mode(mode).ok_or(Error::Errno(libc::EINVAL))?;
         let mut st = self.lock();
         self.store.reserve(&st, 0, Reserve::Names)?;
@@ -349,7 +350,7 @@ impl Fs {
 
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
         check_name(newname)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         self.store.reserve(&st, 0, Reserve::Names)?;
         let mut i = st.inode(ino)?;
@@ -379,7 +380,7 @@ impl Fs {
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         let mut dir = st.dir_inode(parent)?;
         let Some(link) = st.dir_lookup(parent, name)? else {
@@ -408,7 +409,7 @@ impl Fs {
             return errno(libc::ENOTEMPTY);
         }
         check_name(name)?;
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         let mut dir = st.dir_inode(parent)?;
         let Some(link) = st.dir_lookup(parent, name)? else {
@@ -481,7 +482,7 @@ impl Fs {
         {
             return errno(libc::EINVAL);
         }
-        let _change = self.begin_change()?;
+        let _change = self.begin_dir_change()?;
         let mut st = self.lock();
         let from_dir = st.dir_inode(parent)?;
         let to_dir = st.dir_inode(newparent)?;
@@ -654,6 +655,8 @@ impl Fs {
                 name: l.name,
             });
         }
+        // Every getdents(2) reaches us (no directory caching): an access, as on ext4.
+        self.touch_atime(&mut st, dir, d)?;
         Ok(out)
     }
 
@@ -710,20 +713,6 @@ impl Fs {
         }
         self.store.release_runs(disk);
         Ok(out)
-    }
-
-    /// `relatime`, as ext4 mounts by default: a read updates atime when it is not newer than
-    /// mtime or ctime, or is a day old.
-    fn touch_atime(&self, st: &mut State, ino: Ino, mut i: InodeItem) -> Result<()> {
-        if self.store.writable().is_err() || i.flags & crate::format::inode_flags::NOATIME != 0 {
-            return Ok(());
-        }
-        let t = now();
-        if i.atime <= i.mtime || i.atime <= i.ctime || t.sec - i.atime.sec >= 24 * 3600 {
-            i.atime = t;
-            st.put_inode(ino, &i)?;
-        }
-        Ok(())
     }
 
     /// Writes `data` at `offset` into private bounce buffers; returns the byte count.

@@ -214,7 +214,7 @@ impl Fs {
         self.store
             .reserve(&st, reservation(&st, value.len()), Reserve::Names)?;
         put(&mut st, ino, name, Some(value))?;
-        i.ctime = Timespec::now();
+        i.ctime = super::clock::now();
         st.put_inode(ino, &i)
     }
 
@@ -262,7 +262,7 @@ impl Fs {
             return errno(libc::ENODATA);
         }
         put(&mut st, ino, name, None)?;
-        i.ctime = Timespec::now();
+        i.ctime = super::clock::now();
         st.put_inode(ino, &i)
     }
 }

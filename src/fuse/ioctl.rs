@@ -1,7 +1,7 @@
 //! The ioctls, on any file or directory of the mount: `stablefs status`
 //! (`crate::status::STATUS_IOCTL`), `stablefs sync` (`SYNC_IOCTL`), the online scrub's
 //! control channel (`crate::scrub::control::SCRUB_IOCTL`; its subtree is the inode it is
-//! issued on), the inode flags (`chattr`/`lsattr`, see `inode_flags`) and the shutdown
+//! issued on), `stablefs remount` (`REMOUNT_IOCTL`), the inode flags (`chattr`/`lsattr`, see `inode_flags`) and the shutdown
 //! (`XFS_IOC_GOINGDOWN`, `GOINGDOWN_IOCTL`). Anything else is ENOTTY, as a filesystem
 //! without ioctls answers, and quietly (fuser's default logs a warning per call, which
 //! programs probing ioctls turn into a flood).
@@ -18,6 +18,13 @@ use std::sync::Arc;
 /// the superblock that is now on the device (little-endian). Any user may ask, as for
 /// `sync(2)`; on a read-only mount it commits nothing and answers at once.
 pub const SYNC_IOCTL: u32 = (2 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 3;
+
+/// `stablefs remount` (and `mount -o remount`, through the helper): `_IOWR('S', 4, u64)`, a
+/// restricted ioctl. In: the mount's `MS_*` flags after the kernel's remount (little-endian);
+/// the daemon takes them on (`Fs::remount`: to read-only it commits everything first). Out: the
+/// generation of the last commit. Root only (`EPERM`); `EROFS` if the filesystem cannot become
+/// read-write (it was mounted read-only).
+pub const REMOUNT_IOCTL: u32 = (3 << 30) | (8 << 16) | ((b'S' as u32) << 8) | 4;
 
 /// XFS's shutdown ioctl, `XFS_IOC_GOINGDOWN` (`_IOR('X', 125, __u32)`; ext4 and f2fs answer
 /// it too; `xfs_io -x -c "shutdown [-f]"` issues it). Root only. Its argument is the flag
@@ -135,6 +142,26 @@ impl StableFuse {
             });
             return;
         }
+        if cmd == REMOUNT_IOCTL && out_size >= 8 {
+            let Ok(flags) = <[u8; 8]>::try_from(in_data).map(u64::from_le_bytes) else {
+                reply.error(fuser::Errno::from_i32(libc::EINVAL));
+                return;
+            };
+            if caller(req).uid != 0 {
+                reply.error(fuser::Errno::from_i32(libc::EPERM));
+                return;
+            }
+            // To read-only it commits: not on the request loop.
+            let fs = Arc::clone(&self.fs);
+            self.workers.run(move || {
+                let read_only = flags & fs::ms(libc::MS_RDONLY) != 0;
+                match fs.remount(read_only, fs::Behaviour::from_ms_flags(flags)) {
+                    Ok(()) => reply.ioctl(0, &fs.generation().to_le_bytes()),
+                    Err(e) => reply.error(errno(&e)),
+                }
+            });
+            return;
+        }
         if cmd != STATUS_IOCTL || out_size < STATUS_BYTES {
             reply.error(fuser::Errno::from_i32(libc::ENOTTY));
             return;
@@ -157,6 +184,12 @@ mod tests {
     fn sync_ioctl_number() {
         // _IOR('S', 3, __u64) as the C macros compute it.
         assert_eq!(SYNC_IOCTL, 0x8000_0000 | (8 << 16) | 0x5303);
+    }
+
+    #[test]
+    fn remount_ioctl_number() {
+        // _IOWR('S', 4, __u64) as the C macros compute it.
+        assert_eq!(REMOUNT_IOCTL, 0xc000_0000 | (8 << 16) | 0x5304);
     }
 
     #[test]

@@ -13,14 +13,16 @@
 
 use super::StableFuse;
 use fuser::{Config, MountOption, Session, SessionACL};
-use log::warn;
+use log::{info, warn};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::mount::{umount2, MntFlags, MsFlags};
 use nix::unistd::{getgid, getuid};
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 /// What `mount(2)` gets for a configuration.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,11 +35,12 @@ struct KernelMount {
 }
 
 fn kernel_mount(config: &Config) -> io::Result<KernelMount> {
-    // fuser's defaults: no device nodes, no setuid, unless asked for.
+    // A kernel filesystem's defaults: suid, dev, exec (fuser's own mount would add nosuid
+    // and nodev). Only root gets here: fusermount3 mounts every other user nosuid,nodev.
     let mut m = KernelMount {
         source: "stablefs".into(),
         fstype: "fuse".into(),
-        flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        flags: MsFlags::empty(),
         options: Vec::new(),
     };
     for option in &config.mount_options {
@@ -67,12 +70,12 @@ fn kernel_mount(config: &Config) -> io::Result<KernelMount> {
             MountOption::Sync => (MsFlags::MS_SYNCHRONOUS, true),
             MountOption::Async => (MsFlags::MS_SYNCHRONOUS, false),
             MountOption::DirSync => (MsFlags::MS_DIRSYNC, true),
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("mount option {other:?} is not supported"),
-                ))
-            }
+            // What fuser has no name for (fusermount3 knows these names too).
+            MountOption::CUSTOM(name) => match custom_flag(name) {
+                Some(flag) => (flag, true),
+                None => return Err(unsupported(option)),
+            },
+            other => return Err(unsupported(other)),
         };
         m.flags.set(flag, on);
     }
@@ -81,6 +84,24 @@ fn kernel_mount(config: &Config) -> io::Result<KernelMount> {
         m.options.push("allow_other");
     }
     Ok(m)
+}
+
+fn unsupported(option: &MountOption) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("mount option {option:?} is not supported"),
+    )
+}
+
+/// The generic flags that fuser's `MountOption` has no variant for.
+fn custom_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "nodiratime" => MsFlags::MS_NODIRATIME,
+        "relatime" => MsFlags::MS_RELATIME,
+        "strictatime" => MsFlags::MS_STRICTATIME,
+        "lazytime" => MsFlags::MS_LAZYTIME,
+        _ => return None,
+    })
 }
 
 /// Mounts on `mountpoint` and returns the session, handshake done, not yet serving. Without
@@ -104,11 +125,19 @@ fn mount_session(
 ) -> io::Result<Session<StableFuse>> {
     let m = kernel_mount(config)?;
     let root_mode = std::fs::metadata(mountpoint)?.permissions().mode() & libc::S_IFMT;
-    let dev = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/fuse: {e}")))?;
+    let dev = match OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(dev) => dev,
+        // Not root, and /dev/fuse is root's only: fusermount3 (set-user-ID) opens it.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !getuid().is_root() => {
+            return fusermount_session(fs, mountpoint, config, &m);
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot open /dev/fuse: {e}"),
+            ))
+        }
+    };
     let mut data = format!(
         "fd={},rootmode={root_mode:o},user_id={},group_id={}",
         dev.as_raw_fd(),
@@ -129,11 +158,12 @@ fn mount_session(
     match mounted {
         Ok(()) => {}
         Err(nix::errno::Errno::EPERM) => {
-            warn!("not permitted to mount(2); mounting through fusermount instead");
-            // fuser checks the header's uid unless everyone may use the mount.
+            info!("not permitted to mount(2); mounting through fusermount3 instead");
+            // fuser checks the header's uid unless everyone may use the mount, and that uid
+            // is what the kernel leaves out once idmapped mounts are allowed.
             let mut fs = fs;
             fs.allow_idmap = config.acl == SessionACL::All;
-            return Session::new(fs, mountpoint, config);
+            return fusermount_session(fs, mountpoint, config, &m);
         }
         Err(e) => return Err(io::Error::other(format!("mount(2): {e}"))),
     }
@@ -147,6 +177,113 @@ fn mount_session(
             warn!("cannot undo the mount on {}: {e}", mountpoint.display());
         }
     })
+}
+
+/// A mount by a user other than root: fusermount3 (set-user-ID root) mounts, always
+/// `nosuid,nodev` for such a user, and hands back the `/dev/fuse` fd. Done here rather than by
+/// fuser's `Session::new`, which in 0.18 gives up when it cannot open `/dev/fuse` itself (root
+/// only on many systems) and would also unmount by path when the session ends (see the module
+/// doc).
+fn fusermount_session(
+    fs: StableFuse,
+    mountpoint: &Path,
+    config: &Config,
+    m: &KernelMount,
+) -> io::Result<Session<StableFuse>> {
+    let dev = fusermount(m, mountpoint)?;
+    Session::from_fd(fs, dev, config.acl, config.clone()).inspect_err(|_| {
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z", "--"])
+            .arg(mountpoint)
+            .status();
+    })
+}
+
+/// The `-o` argument of fusermount3 for `m` (its names for the flags; `,` and `\` in the
+/// source escaped as libfuse does).
+fn fusermount_options(m: &KernelMount) -> String {
+    let source = m.source.replace('\\', "\\\\").replace(',', "\\,");
+    let mut opts = vec![format!("fsname={source}")];
+    if let Some(subtype) = m.fstype.strip_prefix("fuse.") {
+        opts.push(format!("subtype={subtype}"));
+    }
+    for (flag, name) in [
+        (MsFlags::MS_RDONLY, "ro"),
+        (MsFlags::MS_NOSUID, "nosuid"),
+        (MsFlags::MS_NODEV, "nodev"),
+        (MsFlags::MS_NOEXEC, "noexec"),
+        (MsFlags::MS_NOATIME, "noatime"),
+        (MsFlags::MS_NODIRATIME, "nodiratime"),
+        (MsFlags::MS_RELATIME, "relatime"),
+        (MsFlags::MS_STRICTATIME, "strictatime"),
+        (MsFlags::MS_LAZYTIME, "lazytime"),
+        (MsFlags::MS_SYNCHRONOUS, "sync"),
+        (MsFlags::MS_DIRSYNC, "dirsync"),
+    ] {
+        if m.flags.contains(flag) {
+            opts.push(name.into());
+        }
+    }
+    opts.extend(m.options.iter().map(|o| o.to_string()));
+    opts.join(",")
+}
+
+/// Runs fusermount3 as libfuse does: one end of a socket pair in `_FUSE_COMMFD`, over which
+/// it sends the `/dev/fuse` fd of the new mount (one `SCM_RIGHTS` message) before it exits.
+fn fusermount(m: &KernelMount, mountpoint: &Path) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{
+        recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    };
+    // The child's end must survive exec; ours must not.
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::empty(),
+    )?;
+    fcntl(&ours, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let child = Command::new("fusermount3")
+        .arg("-o")
+        .arg(fusermount_options(m))
+        .arg("--")
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run fusermount3: {e}")))?;
+    drop(theirs);
+    let output = child.wait_with_output()?;
+    let failed = || {
+        let said = String::from_utf8_lossy(&output.stderr);
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("fusermount3 failed ({}): {}", output.status, said.trim()),
+        )
+    };
+    if !output.status.success() {
+        return Err(failed());
+    }
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        ours.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first().filter(|fd| **fd >= 0) {
+                // SAFETY: safe because the kernel has just installed `fd` in this process for
+                // us (SCM_RIGHTS), and nothing else knows of it: it is owned from here on.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(failed())
 }
 
 #[cfg(test)]
@@ -168,13 +305,59 @@ mod tests {
         assert_eq!(m.fstype, "fuse.stablefs");
         assert_eq!(
             m.flags,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME
+            MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME
         );
         assert_eq!(m.options, ["default_permissions", "allow_other"]);
 
+        // Root's defaults are a kernel filesystem's: suid, dev, exec.
         let m = kernel_mount(&config(&MountConfig::default())).unwrap();
-        assert_eq!(m.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!(m.flags, MsFlags::empty());
         assert_eq!(m.options, ["default_permissions"]);
+
+        let custom = |n: &str| MountOption::CUSTOM(n.into());
+        let m = kernel_mount(&config(&MountConfig {
+            vfs_flags: vec![
+                MountOption::NoSuid,
+                custom("nodiratime"),
+                custom("strictatime"),
+                custom("lazytime"),
+                custom("relatime"),
+                MountOption::Sync,
+                MountOption::DirSync,
+            ],
+            ..MountConfig::default()
+        }))
+        .unwrap();
+        assert_eq!(
+            m.flags,
+            MsFlags::MS_NOSUID
+                | MsFlags::MS_NODIRATIME
+                | MsFlags::MS_STRICTATIME
+                | MsFlags::MS_LAZYTIME
+                | MsFlags::MS_RELATIME
+                | MsFlags::MS_SYNCHRONOUS
+                | MsFlags::MS_DIRSYNC
+        );
+    }
+
+    #[test]
+    fn fusermount3_gets_its_names_for_the_flags() {
+        let custom = |n: &str| MountOption::CUSTOM(n.into());
+        let m = kernel_mount(&config(&MountConfig {
+            device: "/img,x".into(),
+            read_only: true,
+            vfs_flags: vec![
+                MountOption::NoExec,
+                custom("strictatime"),
+                MountOption::Sync,
+            ],
+            ..MountConfig::default()
+        }))
+        .unwrap();
+        assert_eq!(
+            fusermount_options(&m),
+            "fsname=/img\\,x,subtype=stablefs,ro,noexec,strictatime,sync,default_permissions"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod kernel_mount;
 mod pool;
 mod seek;
 
-pub use ioctl::{GOINGDOWN_IOCTL, SYNC_IOCTL, XFS_IOC_GOINGDOWN};
+pub use ioctl::{GOINGDOWN_IOCTL, REMOUNT_IOCTL, SYNC_IOCTL, XFS_IOC_GOINGDOWN};
 pub use kernel_mount::mount;
 
 use crate::error::{Error, Result};

@@ -105,6 +105,8 @@ pub struct Store<E> {
     /// the medium stays intact) and every change fails with EIO.
     failed: AtomicBool,
     shut_down: AtomicBool,
+    /// Remounted read-only: changes fail with EROFS (see `set_frozen`).
+    frozen: AtomicBool,
     /// Wakes the background writer; shared with its thread, which holds no `Arc<Store>` while
     /// it sleeps (so dropping the last `Arc<Store>` frees it and ends the thread).
     kick: Arc<Kick>,
@@ -168,6 +170,7 @@ impl<E: Owner> Store<E> {
             io_gate: RwLock::new(()),
             failed: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
             kick: Arc::new(Kick::default()),
             committer: Mutex::new(None),
             counters: AtomicCounters::default(),
@@ -273,13 +276,27 @@ impl<E: Owner> Store<E> {
         self.state.lock()
     }
 
+    /// A read-only remount (`true`) refuses every later change with EROFS, until a remount
+    /// back (`false`). What changed before stays to be committed (the caller commits).
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
     /// Fails unless changes are allowed now.
     pub fn writable(&self) -> Result<()> {
         // Failed (or gone down, see `go_down`) before stopped: EIO, as a shut-down ext4.
         if self.failed.load(Ordering::SeqCst) {
             return errno(libc::EIO);
         }
-        if self.read_only || self.shut_down.load(Ordering::SeqCst) {
+        // Read-only: from the mount, or for now (`set_frozen`, a remount read-only).
+        if self.read_only
+            || self.shut_down.load(Ordering::SeqCst)
+            || self.frozen.load(Ordering::SeqCst)
+        {
             return errno(libc::EROFS);
         }
         Ok(())

@@ -208,7 +208,7 @@ impl<E: Owner> Store<E> {
     /// commit that still references it expects exactly these bytes). The write is synchronous
     /// and finishes before the caller drops the gate.
     pub fn repair_data_copy(&self, obj: ObjId, addr: u64, good: &[u8]) -> bool {
-        if self.read_only || self.failed.load(Ordering::SeqCst) {
+        if self.read_only || self.is_frozen() || self.failed.load(Ordering::SeqCst) {
             log::warn!("data block {addr} (inode {obj}): not rewritten (read-only)");
             return false;
         }
