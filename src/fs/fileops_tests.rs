@@ -1,7 +1,7 @@
 //! `fallocate`, `SEEK_DATA`/`SEEK_HOLE` and `copy_file_range` without a mount: `Fs` over a
 //! `MemDevice`, checked against what ext4 does and, at random, against a model of the file.
 
-use super::test_util::{mount, new_dev, remount, ROOT};
+use super::shared_tests::{mount, new_dev, remount, ROOT};
 use super::*;
 use crate::device::MemDevice;
 use crate::mkfs::{mkfs, MkfsOptions};

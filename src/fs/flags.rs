@@ -80,6 +80,10 @@ pub(super) fn refuse_remove(dir: &InodeItem, victim: &InodeItem) -> Result<()> {
 /// explicit mtime without an atime: that is how the kernel's writeback cache hands over the
 /// mtime of appended data.
 pub(super) fn refuse_setattr(i: &InodeItem, set: &SetAttr) -> Result<()> {
+    if set.cached_times && i.flags & fl::IMMUTABLE != 0 {
+        // The kernel hands over the times of data it wrote back (from before the flag).
+        return Ok(());
+    }
     refuse_write(i)?;
     if i.flags & fl::APPEND == 0 {
         return Ok(());

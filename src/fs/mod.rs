@@ -339,7 +339,7 @@ mod flags_tests;
 #[cfg(test)]
 mod handles_tests;
 #[cfg(test)]
-mod test_util;
+mod shared_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

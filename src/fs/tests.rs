@@ -1,6 +1,6 @@
 //! The POSIX layer without a mount: `Fs` over a `MemDevice`.
 
-use super::test_util::{mount, new_dev, remount, ROOT};
+use super::shared_tests::{mount, new_dev, remount, ROOT};
 use super::*;
 use crate::device::MemDevice;
 use crate::mkfs::{mkfs, MkfsOptions};
@@ -642,4 +642,40 @@ fn umask_or_default_acl_decides_a_new_node_mode() {
     // Remount: all of it was on disk.
     let fs = remount(fs, &dev);
     assert_eq!(fs.getxattr(sub, DEFAULT).unwrap(), default);
+}
+
+#[test]
+fn space_freed_since_the_last_commit_is_found_without_enospc() {
+    // Copy-on-write: blocks freed since the last commit (here: a truncate) stay taken until
+    // the next commit is durable. A write that needs them must commit first, not fail.
+    let dev = new_dev(64);
+    let quiet = MountOptions {
+        idle_commit_ms: 0,
+        commit_interval_secs: 3600,
+        ..MountOptions::default()
+    };
+    let fs = Fs::mount(dev.clone(), quiet).unwrap();
+    let chunk = pattern(1 << 20, 7);
+    let a = create(&fs, ROOT_INO, "a");
+    for k in 0..40u64 {
+        fs.write(a, k << 20, &chunk, None).unwrap();
+    }
+    fs.sync().unwrap();
+    let commits = fs.counters().commits;
+    let truncate = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(a, &truncate).unwrap();
+    let b = create(&fs, ROOT_INO, "b");
+    for k in 0..40u64 {
+        fs.write(b, k << 20, &chunk, None)
+            .unwrap_or_else(|e| panic!("write of MiB {k}: {e}"));
+    }
+    assert!(
+        fs.counters().commits > commits,
+        "the write committed to find room"
+    );
+    assert_eq!(fs.read(b, 39 << 20, 1 << 20).unwrap(), chunk);
+    fs.shutdown().unwrap();
 }

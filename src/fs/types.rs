@@ -47,6 +47,10 @@ pub struct SetAttr {
     pub ctime: Option<Timespec>,
     /// Who asks. A chown clears set-user-ID and friends whoever asks (see `kill_suidgid`).
     pub who: Option<Caller>,
+    /// The kernel hands over the modification times of data written through its cache
+    /// (an mtime without an atime, for an open file): accepted even on an immutable inode,
+    /// whose data was written before the flag (see `fs::flags`).
+    pub cached_times: bool,
     /// The caller lacks CAP_FSETID: a size change also clears set-user-ID, set-group-ID and
     /// `security.capability` as an unprivileged write does on ext4 (`who` says the groups).
     pub kill_suidgid: bool,

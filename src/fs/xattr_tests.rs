@@ -1,7 +1,7 @@
 //! Extended attributes without a mount: sizes up to 64 KiB, flags, many per inode, the
 //! parts of external values never outliving their xattr, ENOSPC, and a random model check.
 
-use super::test_util::{mount, new_dev, remount, ROOT};
+use super::shared_tests::{mount, new_dev, remount, ROOT};
 use super::*;
 use crate::device::MemDevice;
 use crate::format::{

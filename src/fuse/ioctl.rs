@@ -95,9 +95,22 @@ impl StableFuse {
         use crate::scrub::control::{self, SCRUB_BYTES, SCRUB_IOCTL};
         use crate::status::{STATUS_BYTES, STATUS_IOCTL};
         if let Some(which) = inode_flags::FlagsIoctl::from_cmd(cmd) {
-            match inode_flags::answer(&self.fs, caller(req), ino, which, in_data) {
+            let (fs, who, input) = (Arc::clone(&self.fs), caller(req), in_data.to_vec());
+            let answer = move || match inode_flags::answer(&fs, who, ino, which, &input) {
                 Ok(out) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
                 Err(e) => reply.error(errno(&e)),
+            };
+            if matches!(
+                which,
+                inode_flags::FlagsIoctl::Set | inode_flags::FlagsIoctl::FsSetXattr
+            ) {
+                // Pages the kernel holds dirty were written before the flags change (as on
+                // ext4, where they are in the file already): they are written back first, so
+                // that making the file immutable or append-only never refuses them later.
+                let notifier = self.notifier_slot().get().cloned();
+                forget_caches_then(notifier, vec![ino], answer);
+            } else {
+                answer();
             }
             return;
         }

@@ -477,7 +477,7 @@ impl Filesystem for StableFuse {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -496,6 +496,10 @@ impl Filesystem for StableFuse {
             mtime: mtime.map(set_time),
             ctime: ctime.map(request_timespec),
             who,
+            cached_times: fh.is_some()
+                && mtime.is_some()
+                && atime.is_none()
+                && (mode, uid, gid, size) == (None, None, None, None),
             // fuser does not pass FATTR_KILL_SUIDGID; the kernel sets it exactly when the
             // caller lacks CAP_FSETID, which for us means: not root.
             kill_suidgid: size.is_some() && who.is_some_and(|w| w.uid != 0),

@@ -42,6 +42,7 @@ impl<E: Owner> Store<E> {
         self.throttle()?;
         let bs = u64::from(self.bs);
         let (b0, b1) = (offset / bs, (end - 1) / bs);
+        self.make_room(b1 - b0 + 1, level)?;
         let full = self.copy_whole_blocks(offset, data);
         let partial = partial_blocks(b0, b1, &full);
         loop {
@@ -260,6 +261,25 @@ impl<E: Owner> Store<E> {
         );
         Ok(())
     }
+    /// Before a change that needs up to `n` more dirty blocks at `level`: if the free blocks
+    /// fall short only because blocks freed since the last commit wait for the next one to be
+    /// durable (copy-on-write: a file rewritten again and again between commits holds all its
+    /// old copies until then), commits now, so that the change finds them free instead of
+    /// failing with ENOSPC on a filesystem that has the room. Call without the lock.
+    pub fn make_room(&self, n: u64, level: Reserve) -> Result<()> {
+        let short_until_commit = {
+            let st = self.lock();
+            self.reserve(&st, n, level).is_err() && st.meta.alloc.pending_blocks() > 0
+        };
+        if short_until_commit {
+            log::debug!(
+                "{n} blocks wanted: committing to reuse the blocks freed since the last commit"
+            );
+            self.commit()?;
+        }
+        Ok(())
+    }
+
     /// Fails with ENOSPC unless `n` more dirty blocks can be placed at the next commit while
     /// keeping the blocks `fallocate` promised and what `level` must leave free (see
     /// `Reserve`). Dirty, promised and new file blocks each take `data_copies` device blocks.

@@ -1,5 +1,5 @@
-//! What the filesystem's unit tests share: a formatted memory device, mounting it, and a
-//! clean remount.
+//! What the filesystem's unit tests share (named `*_tests`, so the layering check treats it
+//! as test code): a formatted memory device, mounting it, and a clean remount.
 
 use super::*;
 use crate::device::MemDevice;
