@@ -661,10 +661,18 @@ impl Filesystem for StableFuse {
         let written = self
             .fs
             .write(ino.0, offset, data, kill.then(|| caller(req)));
-        self.reply_synced(&[ino.0], written, move |r| match r {
+        let answer = move |r: Result<u32>| match r {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
-        });
+        };
+        // The kernel's writeback of its cache never needs a synchronous commit: an `S` file is
+        // opened for direct I/O (see `open`), so only its own writes are synchronous, and the
+        // check (a lock and a lookup) stays off the path of every cached write.
+        if write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+            answer(written);
+        } else {
+            self.reply_synced(&[ino.0], written, answer);
+        }
     }
 
     fn flush(
