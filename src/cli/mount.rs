@@ -321,7 +321,7 @@ fn spawn_signal_thread(mountpoint: PathBuf) -> io::Result<()> {
 /// Follows remounts of the mount that the daemon did not hear of through the remount ioctl
 /// (`mount -i -o remount,ro`, or a program calling `mount(2)`): the kernel then refuses
 /// changes by itself, but the daemon must still commit what it has and stop writing (atime),
-/// or take changes again. It waits for the kernel's word that the mount table changed (poll
+/// or write atimes again (`Fs::follow_remount`). It waits for the kernel's word that the mount table changed (poll
 /// on /proc/self/mountinfo, no busy loop) and applies every change of the mount's flags to
 /// the filesystem; after a `stablefs remount` it finds them applied already.
 fn spawn_mount_watcher(mountpoint: PathBuf, st_dev: u64, fs: Arc<Fs>) -> io::Result<()> {
@@ -355,7 +355,7 @@ fn spawn_mount_watcher(mountpoint: PathBuf, st_dev: u64, fs: Arc<Fs>) -> io::Res
             }
             last = Some(now.ms_flags);
             let behaviour = stablefs::fs::Behaviour::from_ms_flags(now.ms_flags);
-            match fs.remount(now.read_only(), behaviour) {
+            match fs.follow_remount(now.read_only(), behaviour) {
                 Ok(()) => info!(
                     "remounted {}",
                     if now.read_only() { "read-only" } else { "read-write" }

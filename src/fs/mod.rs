@@ -242,7 +242,7 @@ impl Fs {
 
     /// Mounted read-only, or remounted so.
     pub fn is_read_only(&self) -> bool {
-        self.read_only || self.store.is_frozen()
+        self.read_only || self.store.is_frozen() || self.vfs.kernel_read_only()
     }
 
     pub fn counters(&self) -> Counters {

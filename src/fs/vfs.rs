@@ -104,13 +104,20 @@ impl Behaviour {
     }
 }
 
-/// The behaviour of a mounted filesystem, changed by remounts while requests run.
+/// The behaviour of a mounted filesystem, changed by remounts while requests run, and
+/// whether the kernel has the mount read-only by a remount the daemon only followed
+/// (`Fs::follow_remount`).
 #[derive(Default)]
-pub struct VfsState(AtomicU8);
+pub struct VfsState(AtomicU8, std::sync::atomic::AtomicBool);
 
 impl VfsState {
     pub fn new(b: Behaviour) -> VfsState {
-        VfsState(AtomicU8::new(b.encode()))
+        VfsState(AtomicU8::new(b.encode()), Default::default())
+    }
+
+    /// Read-only in the kernel by a remount the daemon followed.
+    pub fn kernel_read_only(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
     }
 
     pub fn get(&self) -> Behaviour {
@@ -184,6 +191,28 @@ impl Fs {
         self.vfs.set(b);
         self.store.set_frozen(false);
         Ok(())
+    }
+
+    /// A remount the daemon learns of only after the kernel made it (`mount -i`, `mount(2)`
+    /// without the helper): the kernel already refuses changes while the mount is read-only
+    /// and sends them again once it is read-write, so nothing is refused here (refusing would
+    /// race with the kernel: a change right after a bare `remount,rw` could still meet
+    /// `EROFS`). To read-only, everything is committed and reads stop updating atime, so the
+    /// daemon writes nothing of its own while the kernel has the mount read-only.
+    pub fn follow_remount(&self, read_only: bool, b: Behaviour) -> Result<()> {
+        self.vfs.1.store(read_only, Ordering::SeqCst);
+        if !read_only {
+            self.vfs.set(b);
+            return Ok(());
+        }
+        self.vfs.set(Behaviour {
+            atime: Atime::Never,
+            ..b
+        });
+        if self.read_only || self.store.is_frozen() {
+            return Ok(());
+        }
+        self.store.commit()
     }
 
     /// Updates the atime of `ino` (whose item is `i`) for an access now, if the mount's
@@ -341,6 +370,33 @@ mod tests {
         fs.sync().unwrap();
         assert_eq!(fs.generation(), generation, "nothing to commit");
         fs.remount(false, Behaviour::default()).unwrap();
+        assert!(!fs.is_read_only());
+        file(&fs, "g").unwrap();
+    }
+
+    #[test]
+    fn a_followed_remount_commits_and_stops_atime_but_refuses_nothing() {
+        let (_dev, fs) = mounted(false, Behaviour::default());
+        let f = file(&fs, "f").unwrap();
+        fs.write(f, 0, b"data", None).unwrap();
+        let before = fs.generation();
+        fs.follow_remount(true, Behaviour::default()).unwrap();
+        assert!(
+            fs.generation() > before,
+            "the kernel's remount,ro is followed by a commit"
+        );
+        assert!(fs.is_read_only() && fs.status().read_only);
+        let atime = fs.getattr(f).unwrap().atime;
+        fs.read(f, 0, 10).unwrap();
+        assert_eq!(
+            fs.getattr(f).unwrap().atime,
+            atime,
+            "no atime while read-only"
+        );
+        // The kernel refuses changes itself; one that reaches us comes after a remount,rw
+        // the daemon has not seen yet, and must not fail.
+        fs.write(f, 0, b"DATA", None).unwrap();
+        fs.follow_remount(false, Behaviour::default()).unwrap();
         assert!(!fs.is_read_only());
         file(&fs, "g").unwrap();
     }
