@@ -746,6 +746,9 @@ impl Fs {
         if end > i64::MAX as u64 {
             return errno(libc::EFBIG);
         }
+        // Read from the kernel's clock (two system calls, see `clock`) before the lock, not
+        // under it: the request is already here, so the time is after anything it follows.
+        let t = now();
         self.store.write(
             ino,
             offset,
@@ -764,7 +767,6 @@ impl Fs {
             // dirty blocks are, see `store::State::unplaced_blocks`); size, times, privileges.
             |st, mut i, unwritten_taken| {
                 i.blocks = i.blocks.saturating_sub(unwritten_taken);
-                let t = now();
                 i.size = i.size.max(end);
                 i.mtime = t;
                 i.ctime = t;
